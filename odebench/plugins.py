@@ -1,0 +1,209 @@
+"""Plugin manager factory and the registry of solvers, backends and tasks.
+
+Nothing happens at import time: ``make_registry()`` builds a fresh plugin manager each call,
+so tests stay isolated and ``-p``/environment settings apply per run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import pluggy
+
+from . import hookspecs
+from .errors import DuplicateNameError, MissingDependencyError, PluginLoadError, UnknownNameError
+from .specs import BackendSpec, SolverSpec, TaskSpec, Tableau
+
+ENTRY_POINT_GROUP = "odebench"
+BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch")
+PLUGINS_ENV = "ODEBENCH_PLUGINS"
+DISABLE_ENV = "ODEBENCH_DISABLE_PLUGINS"
+KINDS = ("solver", "backend", "task")
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered item and where it came from."""
+
+    kind: str
+    name: str
+    spec: Any
+    plugin: str
+    version: str
+
+
+def _split_env(name: str) -> list[str]:
+    return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
+
+
+def _ensure_builtin_path() -> None:
+    """Let a source checkout (not pip-installed) find the built-in plugins in ./plugins."""
+    folder = Path(__file__).resolve().parent.parent / "plugins"
+    if folder.is_dir() and str(folder) not in sys.path:
+        try:
+            importlib.import_module(BUILTIN_PLUGINS[0])
+        except ImportError:
+            sys.path.append(str(folder))
+
+
+def _distribution_version(module_name: str) -> str:
+    top = module_name.split(".")[0]
+    try:
+        dists = metadata.packages_distributions().get(top, [])
+        if dists:
+            return metadata.version(dists[0])
+    except Exception:  # metadata is best effort
+        pass
+    from . import __version__
+
+    return __version__ if top in BUILTIN_PLUGINS or top == "odebench" else "unknown"
+
+
+class Registry:
+    """Solvers, backends and tasks registered by the loaded plugins, by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, load_errors: list[tuple[str, str]]) -> None:
+        self.plugin_manager = pm
+        self.load_errors = load_errors  # (plugin name, error text) for plugins that failed
+        self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
+        self._backends: dict[str, Any] = {}
+        for kind, hook in (
+            ("solver", pm.hook.odebench_register_solvers),
+            ("backend", pm.hook.odebench_register_backends),
+            ("task", pm.hook.odebench_register_tasks),
+        ):
+            for impl in hook.get_hookimpls():
+                register = self._register_callback(kind, impl.plugin_name, impl.plugin)
+                try:
+                    impl.function(register=register)
+                except DuplicateNameError:
+                    raise
+                except Exception as exc:  # a broken plugin must not take the others down
+                    self._record_failure(impl.plugin_name, f"{kind} registration failed: {exc!r}")
+
+    def _record_failure(self, plugin: str, text: str) -> None:
+        self.load_errors.append((plugin, text))
+        warnings.warn(f"odebench plugin {plugin!r}: {text}", RuntimeWarning, stacklevel=3)
+
+    def _register_callback(self, kind: str, plugin_name: str, plugin: Any):
+        expected = {"solver": (Tableau, SolverSpec), "backend": (BackendSpec,), "task": (TaskSpec,)}[kind]
+        module_name = getattr(plugin, "__name__", plugin_name)
+        version = _distribution_version(module_name)
+
+        def register(spec: Any) -> None:
+            if not isinstance(spec, expected):
+                allowed = " or ".join(t.__name__ for t in expected)
+                raise TypeError(f"plugin {plugin_name!r} registered a {type(spec).__name__} as a {kind}; expected {allowed}")
+            existing = self._items[kind].get(spec.name)
+            if existing is not None:
+                raise DuplicateNameError(
+                    f"{kind} {spec.name!r} is registered by two plugins: {existing.plugin!r} and {plugin_name!r}; "
+                    f"disable one with {DISABLE_ENV}=<plugin>"
+                )
+            self._items[kind][spec.name] = Registered(kind, spec.name, spec, plugin_name, version)
+
+        return register
+
+    # -- lookup -------------------------------------------------------------------------
+    def entries(self, kind: str) -> dict[str, Registered]:
+        return dict(self._items[kind])
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items[kind])
+
+    def get(self, kind: str, name: str) -> Registered:
+        try:
+            return self._items[kind][name]
+        except KeyError:
+            raise UnknownNameError(kind, name, self._items[kind]) from None
+
+    def solver(self, name: str):
+        """The registered Tableau or SolverSpec called ``name``."""
+        return self.get("solver", name).spec
+
+    def task(self, name: str) -> TaskSpec:
+        return self.get("task", name).spec
+
+    def backend(self, name: str):
+        """The backend object (framework code) for ``name``, loaded once per registry."""
+        if name not in self._backends:
+            spec: BackendSpec = self.get("backend", name).spec
+            for module in spec.requires:
+                if importlib.util.find_spec(module) is None:
+                    raise MissingDependencyError(
+                        f"backend {name!r} needs the Python package {module!r}, which is not installed "
+                        f"(pip install 'odebench[{spec.framework}]')"
+                    )
+            backend = spec.load()
+            if hasattr(backend, "bind"):
+                backend.bind(self)
+            self._backends[name] = backend
+        return self._backends[name]
+
+
+def make_plugin_manager(
+    plugins: Iterable[str] = (),
+    *,
+    entry_points: bool = True,
+    builtins: bool = True,
+    disable: Optional[Iterable[str]] = None,
+) -> tuple[pluggy.PluginManager, list[tuple[str, str]]]:
+    """A fresh plugin manager with built-ins, entry points, ``plugins`` (-p) and ODEBENCH_PLUGINS.
+
+    Returns the manager and a list of (plugin, error) for plugins that failed to import:
+    a failing plugin is reported and the others still load.  Plugins named explicitly
+    (``plugins`` or the environment) that fail raise PluginLoadError instead, since the user
+    asked for them by name.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    blocked = set(_split_env(DISABLE_ENV)) | set(disable or ())
+    for name in blocked:
+        pm.set_blocked(name)
+    errors: list[tuple[str, str]] = []
+
+    if builtins:
+        _ensure_builtin_path()
+        for name in BUILTIN_PLUGINS:
+            if name in blocked:
+                continue
+            try:
+                pm.register(importlib.import_module(name), name=name)
+            except Exception as exc:
+                errors.append((name, f"{type(exc).__name__}: {exc}"))
+
+    if entry_points:
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in blocked or pm.is_registered(ep.name) or pm.has_plugin(ep.name):
+                continue
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:
+                errors.append((ep.name, f"{type(exc).__name__}: {exc}"))
+
+    for name in [*plugins, *_split_env(PLUGINS_ENV)]:
+        if name in blocked or pm.has_plugin(name):
+            continue
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise PluginLoadError(f"cannot import plugin {name!r}: {type(exc).__name__}: {exc}") from exc
+        pm.register(module, name=name)
+
+    for name, text in errors:
+        warnings.warn(f"odebench plugin {name!r} failed to load: {text}", RuntimeWarning, stacklevel=2)
+    return pm, errors
+
+
+def make_registry(plugins: Iterable[str] = (), **kwargs: Any) -> Registry:
+    """Build a plugin manager (see make_plugin_manager) and collect what its plugins register."""
+    pm, errors = make_plugin_manager(plugins, **kwargs)
+    return Registry(pm, errors)

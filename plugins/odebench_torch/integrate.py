@@ -1,0 +1,241 @@
+"""One explicit Runge-Kutta loop that runs any Tableau in torch.
+
+Why one loop: every solver is data, so every backend (backprop, adjoint, seminorm adjoint,
+third-party ones) runs every registered tableau with no per-solver code.
+
+Step-size control is done in Python floats (one ``.item()`` per step): the controller is then
+never part of the autograd graph, and costs no tensor operations.  Outputs are obtained by
+stepping exactly onto every requested time (no interpolation), so every output carries the
+method's full order and the adjoint's segments start from exact forward values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError
+from odebench.specs import Tableau
+
+ADAPTIVE_DEFAULTS = {"first_step": None, "safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000}
+FIXED_DEFAULTS = {"step_size": None, "max_steps": 1_000_000}
+
+
+def resolve_options(tableau: Tableau, options: Optional[dict]) -> dict:
+    """Defaults merged with the user's options; unknown keys are an error listing the allowed ones."""
+    defaults = ADAPTIVE_DEFAULTS if tableau.adaptive else FIXED_DEFAULTS
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        kind = "adaptive" if tableau.adaptive else "fixed-step"
+        raise InvalidInputError(
+            f"unknown option(s) {', '.join(unknown)} for {kind} solver {tableau.name!r}; "
+            f"allowed: {', '.join(sorted(defaults))}"
+        )
+    merged = {**defaults, **options}
+    if not tableau.adaptive:
+        step = merged["step_size"]
+        if step is None or not _positive(step):
+            raise InvalidInputError(
+                f"fixed-step solver {tableau.name!r} needs options={{'step_size': h}} with h > 0 (got {step!r})"
+            )
+    else:
+        for key in ("safety", "ifactor", "dfactor"):
+            if not _positive(merged[key]):
+                raise InvalidInputError(f"option {key} must be a positive number, got {merged[key]!r}")
+        if merged["first_step"] is not None and not _positive(merged["first_step"]):
+            raise InvalidInputError(f"option first_step must be a positive number, got {merged['first_step']!r}")
+    if not isinstance(merged["max_steps"], int) or merged["max_steps"] < 1:
+        raise InvalidInputError(f"option max_steps must be a positive integer, got {merged['max_steps']!r}")
+    return merged
+
+
+def _positive(x) -> bool:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(x) and x > 0
+
+
+class RMSNorm:
+    """Root-mean-square norm; with ``slices`` the max over the RMS of each (mixed norm).
+
+    A seminorm is a mixed norm whose slices leave some channels out (the adjoint's
+    parameter cotangents, Kidger, Chen & Lyons 2021).
+    """
+
+    def __init__(self, slices: Optional[Sequence[tuple[int, int]]] = None) -> None:
+        self.slices = list(slices) if slices else None
+
+    def __call__(self, x: torch.Tensor) -> float:
+        if self.slices is None:
+            return float(torch.linalg.vector_norm(x)) / math.sqrt(max(x.numel(), 1))
+        flat = x.reshape(-1)
+        parts = torch.stack([torch.linalg.vector_norm(flat[a:b]) / math.sqrt(max(b - a, 1)) for a, b in self.slices])
+        return float(parts.max())
+
+
+@dataclass
+class StepCounts:
+    accepted: int = 0
+    rejected: int = 0
+
+
+def _combine(base: torch.Tensor, ks: Sequence[torch.Tensor], coeffs: Sequence[float], h: float) -> torch.Tensor:
+    """base + h * sum_j coeffs[j] * ks[j], skipping zero coefficients."""
+    out = None
+    for c, k in zip(coeffs, ks):
+        if c != 0.0:
+            out = torch.add(base, k, alpha=c * h) if out is None else out.add_(k, alpha=c * h)
+    return base if out is None else out
+
+
+def _weighted_sum(ks: Sequence[torch.Tensor], coeffs: Sequence[float], h: float) -> torch.Tensor:
+    """h * sum_j coeffs[j] * ks[j] (the local error estimate)."""
+    out = None
+    for c, k in zip(coeffs, ks):
+        if c != 0.0:
+            out = k * (c * h) if out is None else out.add_(k, alpha=c * h)
+    return out if out is not None else torch.zeros_like(ks[0])
+
+
+class _Plan:
+    """A tableau's coefficients as Python floats, precomputed once per solve."""
+
+    def __init__(self, tableau: Tableau) -> None:
+        self.tableau = tableau
+        self.c = [float(x) for x in tableau.c]
+        self.rows = [[float(x) for x in tableau.row(i)] for i in range(tableau.stages)]
+        self.b = [float(x) for x in tableau.b]
+        self.b_err = [float(x) for x in tableau.b_err] if tableau.adaptive else None
+        self.exponent = 1.0 / (tableau.error_order + 1) if tableau.adaptive else None
+        self.fsal = tableau.fsal
+        # FSAL: the last stage is f(t+h, y_new) and y_new equals that stage's input
+        self.fsal_input_is_solution = self.fsal and self.rows[-1] == self.b[:-1]
+
+
+def _step(f, plan: _Plan, t: float, y: torch.Tensor, f0: torch.Tensor, h: float):
+    """One RK step: returns (y_new, stages)."""
+    ks = [f0]
+    y_new = None
+    last = len(plan.c) - 1
+    for i in range(1, len(plan.c)):
+        yi = _combine(y, ks, plan.rows[i], h)
+        if i == last and plan.fsal_input_is_solution:
+            y_new = yi
+        ks.append(f(t + plan.c[i] * h, yi))
+    if y_new is None:
+        y_new = _combine(y, ks, plan.b, h)
+    return y_new, ks
+
+
+def _error_ratio(plan: _Plan, ks, y0, y1, h: float, rtol: float, atol: float, norm) -> float:
+    with torch.no_grad():
+        err = _weighted_sum(ks, plan.b_err, h)
+        scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
+        return norm(err.div_(scale))
+
+
+def initial_step(f, t0: float, y0, f0, direction: float, error_order: int, rtol, atol, norm) -> float:
+    """Hairer, Nørsett & Wanner (1993), Solving ODEs I, sec. II.4: the automatic first step."""
+    with torch.no_grad():
+        scale = y0.abs().mul(rtol).add_(atol)
+        d0 = norm(y0 / scale)
+        d1 = norm(f0 / scale)
+        h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+        y1 = torch.add(y0, f0, alpha=direction * h0)
+        f1 = f(t0 + direction * h0, y1)
+        d2 = norm((f1 - f0).div_(scale)) / h0
+    if max(d1, d2) <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (error_order + 1))
+    return min(100 * h0, h1)
+
+
+def integrate(
+    f: Callable,
+    y0: torch.Tensor,
+    times: Sequence[float],
+    tableau: Tableau,
+    rtol: float,
+    atol: float,
+    options: dict,
+    norm: Callable[[torch.Tensor], float],
+    counts: StepCounts,
+) -> list[torch.Tensor]:
+    """Solve y' = f(t, y) from times[0]; return y at every time in ``times`` (y0 first).
+
+    ``f(t, y)`` takes t as a Python float.  ``options`` must come from resolve_options.
+    Times may decrease (the adjoint integrates backwards).
+    """
+    plan = _Plan(tableau)
+    out = [y0]
+    if len(times) == 1:
+        return out
+    direction = 1.0 if times[-1] > times[0] else -1.0
+    t, y = float(times[0]), y0
+    f_y = f(t, y)
+    max_steps = options["max_steps"]
+    steps = 0
+
+    if not tableau.adaptive:
+        h_max = float(options["step_size"])
+        for t_next in times[1:]:
+            n = max(1, math.ceil(abs(t_next - t) / h_max - 1e-9))
+            h = (t_next - t) / n
+            for j in range(n):
+                if steps >= max_steps:
+                    raise MaxStepsError(f"max_steps={max_steps} reached at t={t:.6g} before t={t_next:.6g}")
+                if f_y is None:
+                    f_y = f(t, y)
+                y, ks = _step(f, plan, t, y, f_y, h)
+                t = t_next if j == n - 1 else t + h
+                f_y = ks[-1] if plan.fsal else None
+                steps += 1
+            with torch.no_grad():
+                if not bool(torch.isfinite(y).all()):
+                    raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.6g}")
+            out.append(y)
+        counts.accepted += steps
+        return out
+
+    safety, ifactor, dfactor = options["safety"], options["ifactor"], options["dfactor"]
+    if options["first_step"] is not None:
+        h = direction * float(options["first_step"])
+    else:
+        h = direction * initial_step(f, t, y, f_y, direction, tableau.error_order, rtol, atol, norm)
+    for t_next in times[1:]:
+        while direction * (t_next - t) > 0:
+            if steps >= max_steps:
+                raise MaxStepsError(
+                    f"max_steps={max_steps} reached at t={t:.6g} before t={t_next:.6g} "
+                    f"(last step {abs(h):.3g}); raise options['max_steps'] or loosen rtol/atol"
+                )
+            steps += 1
+            clipped = direction * (t + h - t_next) >= -1e-12 * abs(h)
+            h_try = (t_next - t) if clipped else h
+            if abs(h_try) <= 4 * math.ulp(max(abs(t), 1.0)):
+                raise NonFiniteStateError(f"step size underflow ({abs(h_try):.3g}) at t={t:.6g}: the problem is stiff or the dynamics blow up")
+            if f_y is None:
+                f_y = f(t, y)
+            y_new, ks = _step(f, plan, t, y, f_y, h_try)
+            ratio = _error_ratio(plan, ks, y, y_new, h_try, rtol, atol, norm)
+            if not math.isfinite(ratio):
+                raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.6g} (step {h_try:.3g})")
+            if ratio <= 1.0:
+                counts.accepted += 1
+                t = t_next if clipped else t + h_try
+                y = y_new
+                f_y = ks[-1] if plan.fsal else None
+                factor = ifactor if ratio == 0.0 else min(ifactor, max(1.0, safety * ratio ** -plan.exponent))
+            else:
+                counts.rejected += 1
+                factor = max(dfactor, safety * ratio ** -plan.exponent)
+            h = h_try * factor
+        out.append(y)
+    return out
