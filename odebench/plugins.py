@@ -54,6 +54,13 @@ def _ensure_builtin_path() -> None:
             sys.path.append(str(folder))
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[module] is None (blocked)
+        return False
+
+
 def _distribution_version(module_name: str) -> str:
     top = module_name.split(".")[0]
     try:
@@ -95,8 +102,9 @@ class Registry:
 
     def _register_callback(self, kind: str, plugin_name: str, plugin: Any):
         expected = {"solver": (Tableau, SolverSpec), "backend": (BackendSpec,), "task": (TaskSpec,)}[kind]
-        module_name = getattr(plugin, "__name__", plugin_name)
-        version = _distribution_version(module_name)
+        version = getattr(self.plugin_manager, "odebench_versions", {}).get(plugin_name)
+        if version is None:
+            version = _distribution_version(getattr(plugin, "__name__", plugin_name))
 
         def register(spec: Any) -> None:
             if not isinstance(spec, expected):
@@ -132,17 +140,21 @@ class Registry:
     def task(self, name: str) -> TaskSpec:
         return self.get("task", name).spec
 
+    def available(self, name: str) -> bool:
+        """Whether the framework modules a backend requires can be found (without importing them)."""
+        spec = self.get("backend", name).spec
+        return all(_importable(m) for m in spec.requires)
+
     def backend(self, name: str):
         """The backend object (framework code) for ``name``, loaded once per registry."""
         if name not in self._backends:
             spec: BackendSpec = self.get("backend", name).spec
-            for module in spec.requires:
-                if importlib.util.find_spec(module) is None:
-                    raise MissingDependencyError(
-                        f"backend {name!r} needs the Python package {module!r}, which is not installed "
-                        f"(pip install 'odebench[{spec.framework}]')"
-                    )
-            backend = spec.load()
+            try:
+                backend = spec.load()
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    f"backend {name!r} cannot be loaded: {exc} (install it with pip install 'odebench[{spec.framework}]')"
+                ) from exc
             if hasattr(backend, "bind"):
                 backend.bind(self)
             self._backends[name] = backend
@@ -169,6 +181,8 @@ def make_plugin_manager(
     for name in blocked:
         pm.set_blocked(name)
     errors: list[tuple[str, str]] = []
+    versions: dict[str, str] = {}
+    pm.odebench_versions = versions  # plugin name -> distribution version, for `odebench list`
 
     if builtins:
         _ensure_builtin_path()
@@ -186,6 +200,7 @@ def make_plugin_manager(
                 continue
             try:
                 pm.register(ep.load(), name=ep.name)
+                versions[ep.name] = ep.dist.version if ep.dist is not None else "unknown"
             except Exception as exc:
                 errors.append((ep.name, f"{type(exc).__name__}: {exc}"))
 

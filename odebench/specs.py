@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 Row = tuple  # one row of a Butcher matrix
 
@@ -131,3 +131,26 @@ class SolveStats:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+
+
+class TaskProblem(Protocol):
+    """What a task's framework loader builds for one cell (``impl.setup(options, seed=, device=, dtype=)``).
+
+    The harness drives it through the framework's runtime; nothing here names a framework.
+    ``model`` holds the trainable parameters (an nn.Module in torch, a pytree in jax).
+    ``loss(batch, odeint)`` and ``evaluate(odeint)`` receive the backend's odeint with solver,
+    tolerances and counters already bound, so a task never chooses its gradient method.
+    """
+
+    model: Any
+    optimizer: tuple  # (name, kwargs), e.g. ("adam", {"lr": 1e-3})
+
+    def batch(self, iteration: int) -> Any: ...
+
+    def loss(self, batch: Any, odeint: Callable) -> Any: ...
+
+    def evaluate(self, odeint: Callable) -> float: ...
+
+    def extras(self) -> dict: ...
+
+    def artifacts(self, odeint: Callable, out_dir: Any, stem: str) -> list: ...

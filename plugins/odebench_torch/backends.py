@@ -18,6 +18,7 @@ import torch
 from odebench.errors import InvalidInputError
 from odebench.specs import SolverSpec, SolveStats, Tableau
 
+from .runtime import TorchRuntime
 from .integrate import RMSNorm, StepCounts, integrate, resolve_options
 from .state import FlatState, check_finite, check_times, check_tolerance, wrap_function
 
@@ -64,6 +65,7 @@ class TorchBackend:
         self.name = name
         self.last_stats = SolveStats()
         self._registry = None
+        self.runtime = TorchRuntime()
 
     def bind(self, registry) -> None:
         self._registry = registry
@@ -192,10 +194,14 @@ class _AdjointFunction(torch.autograd.Function):
             parts += [(torch.zeros_like(x) if g is None else g).reshape(-1) for g, x in zip(grads, (y_, *params))]
             return torch.cat(parts)
 
-        if solve.seminorm:
-            slices = [(0, n), (n, 2 * n)]
-        else:
-            slices = [(0, n), (n, 2 * n)] + ([(2 * n, 2 * n + n_params)] if n_params else [])
+        # Mixed norm: max of the RMS of y, of a, and (plain adjoint only) of each parameter's
+        # cotangent -- the channels torchdiffeq's adjoint uses, so NFE are comparable.
+        slices = [(0, n), (n, 2 * n)]
+        if not solve.seminorm:
+            start = 2 * n
+            for p in params:
+                slices.append((start, start + p.numel()))
+                start += p.numel()
         norm = RMSNorm(slices)
         counts = StepCounts()
         times = solve.times

@@ -190,7 +190,7 @@ def integrate(
             h = (t_next - t) / n
             for j in range(n):
                 if steps >= max_steps:
-                    raise MaxStepsError(f"max_steps={max_steps} reached at t={t:.6g} before t={t_next:.6g}")
+                    raise MaxStepsError(f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g}")
                 if f_y is None:
                     f_y = f(t, y)
                 y, ks = _step(f, plan, t, y, f_y, h)
@@ -199,7 +199,7 @@ def integrate(
                 steps += 1
             with torch.no_grad():
                 if not bool(torch.isfinite(y).all()):
-                    raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.6g}")
+                    raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.10g}")
             out.append(y)
         counts.accepted += steps
         return out
@@ -213,20 +213,20 @@ def integrate(
         while direction * (t_next - t) > 0:
             if steps >= max_steps:
                 raise MaxStepsError(
-                    f"max_steps={max_steps} reached at t={t:.6g} before t={t_next:.6g} "
+                    f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g} "
                     f"(last step {abs(h):.3g}); raise options['max_steps'] or loosen rtol/atol"
                 )
             steps += 1
             clipped = direction * (t + h - t_next) >= -1e-12 * abs(h)
             h_try = (t_next - t) if clipped else h
             if abs(h_try) <= 4 * math.ulp(max(abs(t), 1.0)):
-                raise NonFiniteStateError(f"step size underflow ({abs(h_try):.3g}) at t={t:.6g}: the problem is stiff or the dynamics blow up")
+                raise NonFiniteStateError(f"step size underflow ({abs(h_try):.3g}) at t={t:.10g}: the problem is stiff or the dynamics blow up")
             if f_y is None:
                 f_y = f(t, y)
             y_new, ks = _step(f, plan, t, y, f_y, h_try)
             ratio = _error_ratio(plan, ks, y, y_new, h_try, rtol, atol, norm)
             if not math.isfinite(ratio):
-                raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.6g} (step {h_try:.3g})")
+                raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.10g} (step {h_try:.3g})")
             if ratio <= 1.0:
                 counts.accepted += 1
                 t = t_next if clipped else t + h_try

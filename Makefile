@@ -1,0 +1,32 @@
+# Two commands set everything up on a fresh machine:
+#   make run    - the main job on its embedded default
+#   make test   - the test suite
+# Both create .venv on first use: torch is pinned to the 2.13.0 CPU build so the install
+# stays small (an unpinned torch pulls several GB of CUDA packages).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[torch,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/odebench demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/torch_vs_torchdiffeq.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

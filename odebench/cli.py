@@ -1,0 +1,226 @@
+"""The ``odebench`` command line.  Errors are one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import click
+
+from .errors import InvalidInputError, OdebenchError
+
+
+class _Group(click.Group):
+    """Turns odebench's own errors into one line and exit code 2 instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OdebenchError as exc:
+            click.echo(f"odebench: error: {exc}", err=True)
+            sys.exit(2)
+
+
+plugin_option = click.option(
+    "-p", "plugins", multiple=True, metavar="MODULE",
+    help="Import MODULE as an odebench plugin (repeatable).",
+)
+
+
+def _registry(plugins):
+    from .plugins import make_registry
+
+    return make_registry(plugins)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="odebench")
+def main() -> None:
+    """odebench: measure how Neural ODE solvers and gradient methods trade accuracy, NFE, time and memory."""
+
+
+@main.command("list")
+@plugin_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(plugins, as_json: bool) -> None:
+    """Every registered solver, backend and task, with the plugin that provided it."""
+    reg = _registry(plugins)
+    rows = []
+    for kind in ("solver", "backend", "task"):
+        for name, item in sorted(reg.entries(kind).items()):
+            row = {"kind": kind, "name": name, "plugin": item.plugin, "version": item.version}
+            spec = item.spec
+            if kind == "solver":
+                row["detail"] = (
+                    f"order {spec.order}, {'adaptive' if spec.adaptive else 'fixed-step'}"
+                    if hasattr(spec, "stages") else f"non-tableau ({', '.join(spec.implementations)})"
+                )
+            elif kind == "backend":
+                row["detail"] = spec.description
+                row["available"] = reg.available(name)
+            else:
+                row["detail"] = spec.description
+            rows.append(row)
+    if as_json:
+        click.echo(json.dumps({"items": rows, "load_errors": [list(e) for e in reg.load_errors]}, indent=2))
+        return
+    for kind in ("solver", "backend", "task"):
+        items = [r for r in rows if r["kind"] == kind]
+        click.echo(f"{kind}s ({len(items)}):")
+        for r in items:
+            flag = "" if r.get("available", True) else "  [not installed]"
+            click.echo(f"  {r['name']:<24} {r['plugin']} {r['version']:<8} {r['detail']}{flag}")
+    for name, text in reg.load_errors:
+        click.echo(f"plugin {name!r} failed to load: {text}", err=True)
+
+
+def _split(text: Optional[str], what: str, convert=str) -> list:
+    if text is None:
+        return []
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise InvalidInputError(f"{what} is empty")
+    out = []
+    for x in items:
+        try:
+            out.append(convert(x))
+        except ValueError:
+            raise InvalidInputError(f"{what}: {x!r} is not a valid {convert.__name__}") from None
+    return out
+
+
+def _tolerance_pairs(tol, rtol, atol) -> list:
+    """--tol gives rtol = atol; --rtol/--atol comma lists pair up (a single value broadcasts)."""
+    if tol is not None and (rtol is not None or atol is not None):
+        raise InvalidInputError("give either --tol or --rtol/--atol, not both")
+    if tol is not None:
+        return [(v, v) for v in _split(tol, "--tol")]
+    rtols = _split(rtol, "--rtol") or ["1e-5"]
+    atols = _split(atol, "--atol") or rtols
+    if len(rtols) != len(atols) and 1 not in (len(rtols), len(atols)):
+        raise InvalidInputError(f"--rtol has {len(rtols)} values and --atol {len(atols)}; they pair up, so give equally many (or one)")
+    n = max(len(rtols), len(atols))
+    rtols = rtols * n if len(rtols) == 1 else rtols
+    atols = atols * n if len(atols) == 1 else atols
+    return list(zip(rtols, atols))
+
+
+def _task_options(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidInputError(f"--opt {pair!r} must look like key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+@main.command("run")
+@click.option("--task", default="cnf", show_default=True, help="Task name(s), comma separated.")
+@click.option("--backend", default="torch-adjoint", show_default=True, help="Gradient method(s), comma separated.")
+@click.option("--solver", default="dopri5", show_default=True, help="Solver(s), comma separated.")
+@click.option("--tol", default=None, help="Tolerance(s) with rtol = atol, comma separated.")
+@click.option("--rtol", default=None, help="Relative tolerance(s); pairs with --atol.  [default: 1e-5]")
+@click.option("--atol", default=None, help="Absolute tolerance(s); pairs with --rtol.  [default: = rtol]")
+@click.option("--steps", type=int, default=None, help="Training iterations (task default if omitted).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (task default if omitted).")
+@click.option("--seed", default="0", show_default=True, help="Seed(s), comma separated.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--out", "out_dir", default="results", show_default=True, help="Folder for the result files.")
+@click.option("--csv", is_flag=True, help="Also write a CSV beside the parquet file.")
+@click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Task option (repeatable), e.g. dataset=moons.")
+@click.option("--solver-opt", "solver_opts", multiple=True, metavar="KEY=VALUE",
+              help="Solver option (repeatable), e.g. step_size=0.05 or max_steps=2000.")
+@click.option("--run-id", default=None, help="Name of the run (default: run-<date>-<time>-<pid>).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@plugin_option
+def run_cmd(task, backend, solver, tol, rtol, atol, steps, batch_size, seed, device, dtype, out_dir, csv, opts,
+            solver_opts, run_id, quiet, plugins):
+    """Run a grid of cells (task x backend x solver x tolerance x seed); one result row per cell."""
+    from .harness import RunConfig, run_grid
+    from .report import print_table
+
+    reg = _registry(plugins)
+    config = RunConfig(
+        tasks=_split(task, "--task"), backends=_split(backend, "--backend"), solvers=_split(solver, "--solver"),
+        tolerances=_tolerance_pairs(tol, rtol, atol), seeds=_split(seed, "--seed", int), steps=steps,
+        batch_size=batch_size, device=device, dtype=dtype, task_options=_task_options(opts),
+        solver_options={k: _number(v) for k, v in _task_options(solver_opts).items()},
+        out_dir=out_dir, csv=csv, run_id=run_id,
+    )
+    _check_devices(reg, config)
+    bars = _Progress(quiet)
+    try:
+        store = run_grid(config, reg, on_cell_start=bars.cell_start, on_cell_end=bars.cell_end,
+                         progress_factory=bars.iterations)
+    finally:
+        bars.close()
+    frame = __import__("pandas").DataFrame(store.rows)
+    print_table(frame)
+    click.echo(f"\nresults: {store.path}" + (f" and {store.csv_path}" if store.csv_path else ""))
+    failed = int((frame["status"] != "ok").sum())
+    if failed:
+        click.echo(f"{failed} of {len(frame)} cells did not finish ok (see the error column)", err=True)
+
+
+def _number(text: str):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _check_devices(reg, config) -> None:
+    """--device cuda without CUDA is an input error before any cell runs."""
+    if config.device in ("cpu", "auto"):
+        return
+    for name in config.backends:
+        if reg.available(name):
+            reg.backend(name).runtime.resolve_device(config.device)
+
+
+class _Progress:
+    """A bar over the grid and one per cell (tqdm on stderr); silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.grid = None
+
+    def cell_start(self, index, total, cell) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.grid is None:
+            self.grid = tqdm(total=total, desc="grid", unit="cell", position=0)
+
+    def iterations(self, cell):
+        if self.quiet:
+            return None
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, desc=cell.label(), unit="it", position=1, leave=False)
+
+        class _Bar:
+            def update(self, done, total):
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            def close(self):
+                bar.close()
+
+        return _Bar()
+
+    def cell_end(self, index, total, cell, row) -> None:
+        if self.grid is not None:
+            self.grid.update(1)
+            self.grid.set_postfix_str(f"last: {row['status']}")
+
+    def close(self) -> None:
+        if self.grid is not None:
+            self.grid.close()

@@ -1,0 +1,144 @@
+"""The result row schema, the on-disk store (one parquet file per run) and provenance.
+
+Each finished cell is appended at once and the file is replaced atomically, so a run that is
+interrupted (Ctrl-C, kill) keeps every cell that finished before it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .errors import InvalidInputError
+
+# Required columns (architecture.md section 3), in display order.  Never rename these.
+IDENTITY = ["run_id", "timestamp", "task", "backend", "framework", "solver", "rtol", "atol", "seed",
+            "steps", "batch_size", "device", "dtype", "task_options"]
+OUTCOME = ["status", "error"]
+ACCURACY = ["metric_name", "metric", "metric_higher_is_better", "train_loss"]
+COST_NFE = ["nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected"]
+COST_TIME = ["time_forward_s", "time_backward_s", "time_total_s", "compile_s"]
+COST_MEMORY = ["peak_memory_bytes", "memory_kind"]
+MODEL = ["n_params"]
+PROVENANCE = ["odebench_version", "python_version", "torch_version", "jax_version", "numpy_version",
+              "git_commit", "hostname", "cpu", "gpu"]
+REQUIRED_COLUMNS = IDENTITY + OUTCOME + ACCURACY + COST_NFE + COST_TIME + COST_MEMORY + MODEL + PROVENANCE
+
+# Extra columns odebench adds (documented in the README).
+EXTRA_COLUMNS = ["solver_options", "initial_loss", "baseline_metric", "nfe_forward_first", "nfe_forward_last",
+                 "nfe_backward_last", "steps_accepted_backward", "steps_rejected_backward", "nfe_eval",
+                 "time_eval_s", "process_peak_rss_bytes", "artifacts"]
+
+STATUSES = ("ok", "failed", "diverged")
+
+
+def _version(dist: str) -> Optional[str]:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def _git_commit() -> Optional[str]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def provenance() -> dict:
+    """Versions and machine facts recorded in every row (read from metadata, importing no framework)."""
+    from . import __version__
+
+    return {
+        "odebench_version": __version__,
+        "python_version": platform.python_version(),
+        "torch_version": _version("torch"),
+        "jax_version": _version("jax"),
+        "numpy_version": _version("numpy"),
+        "git_commit": _git_commit(),
+        "hostname": socket.gethostname(),
+        "cpu": _cpu_name(),
+    }
+
+
+def new_run_id(prefix: str = "run") -> str:
+    return f"{prefix}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def to_json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+class ResultStore:
+    """Appends rows to ``<out>/<run_id>.parquet`` (and ``.csv`` if asked), atomically per row."""
+
+    def __init__(self, out_dir, run_id: str, csv: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.run_id = run_id
+        self.path = self.out_dir / f"{run_id}.parquet"
+        self.csv_path = self.out_dir / f"{run_id}.csv" if csv else None
+        self.rows: list[dict] = []
+
+    def append(self, row: dict) -> None:
+        import pandas as pd
+
+        self.rows.append(row)
+        frame = normalise(pd.DataFrame(self.rows))
+        _atomic_write(self.path, lambda p: frame.to_parquet(p, index=False))
+        if self.csv_path is not None:
+            _atomic_write(self.csv_path, lambda p: frame.to_csv(p, index=False))
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def normalise(frame):
+    """Every required column present (missing ones as None), required columns first."""
+    for col in REQUIRED_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = None
+    extras = [c for c in frame.columns if c not in REQUIRED_COLUMNS]
+    return frame[REQUIRED_COLUMNS + extras]
+
+
+def read_results(paths: Iterable) -> "pd.DataFrame":
+    """Load any number of result files (parquet or csv) into one table."""
+    import pandas as pd
+
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise InvalidInputError(f"result file not found: {path}")
+        frames.append(pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path))
+    if not frames:
+        raise InvalidInputError("no result files given")
+    return normalise(pd.concat(frames, ignore_index=True))

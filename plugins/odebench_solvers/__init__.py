@@ -1,0 +1,15 @@
+"""odebench's built-in explicit Runge-Kutta solvers, registered as Butcher tableaus.
+
+The tableaus are plain data (:mod:`odebench_solvers.tableaus`); any framework plugin that
+runs a :class:`~odebench.specs.Tableau` runs all of them.
+"""
+
+from odebench.hookspecs import hookimpl
+
+from .tableaus import ALL_TABLEAUS
+
+
+@hookimpl
+def odebench_register_solvers(register):
+    for tableau in ALL_TABLEAUS:
+        register(tableau)

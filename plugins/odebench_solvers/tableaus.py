@@ -1,0 +1,390 @@
+"""Butcher tableaus of the explicit Runge-Kutta methods shipped with odebench.
+
+Every coefficient is a Python float.  Rational coefficients are written as the exact
+fraction (``3 / 40``) so that each is the correctly rounded double; the published decimal
+coefficients (Tsitouras 2011) are written with about 21 significant digits, more than a
+double holds, so that each literal also rounds to the nearest double.
+
+Conventions (see :class:`odebench.specs.Tableau`): ``A`` is strictly lower triangular and
+given row by row (row i holds a_i0 .. a_i(i-1)); ``b_err = b - b_hat`` so the local error
+estimate is ``h * sum_j b_err[j] * k_j``; ``error_order`` is the order of the embedded
+solution ``b_hat``; ``dense`` holds, per stage, the coefficients of b_j(theta) in theta^1,
+theta^2, ... such that ``y(t + theta h) = y + h * sum_j b_j(theta) k_j``.
+
+The mathematics of each tableau (row sums, all rooted-tree order conditions, the embedded
+order, FSAL structure, dense output) is checked in ``tests/test_tableaus.py``.
+"""
+
+from __future__ import annotations
+
+from odebench.specs import Tableau
+
+__all__ = [
+    "euler",
+    "midpoint",
+    "rk4",
+    "adaptive_heun",
+    "bosh3",
+    "dopri5",
+    "tsit5",
+    "dopri8",
+    "ALL_TABLEAUS",
+]
+
+# ---------------------------------------------------------------------------------------
+# Fixed-step methods
+# ---------------------------------------------------------------------------------------
+
+euler = Tableau(
+    name="euler",
+    c=(0.0,),
+    A=((),),
+    b=(1.0,),
+    order=1,
+    description="Explicit (forward) Euler method: one stage, first order, fixed step.",
+    reference=(
+        "L. Euler, Institutionum calculi integralis, vol. I, 1768; "
+        "E. Hairer, S. P. Norsett, G. Wanner, Solving Ordinary Differential Equations I, "
+        "2nd ed., Springer, 1993, Sec. I.7."
+    ),
+)
+
+midpoint = Tableau(
+    name="midpoint",
+    c=(0.0, 1 / 2),
+    A=(
+        (),
+        (1 / 2,),
+    ),
+    b=(0.0, 1.0),
+    order=2,
+    description="Explicit midpoint rule (Runge's second-order method): two stages, fixed step.",
+    reference=(
+        "C. Runge, Ueber die numerische Aufloesung von Differentialgleichungen, "
+        "Math. Ann. 46 (1895) 167-178."
+    ),
+)
+
+rk4 = Tableau(
+    name="rk4",
+    c=(0.0, 1 / 2, 1 / 2, 1.0),
+    A=(
+        (),
+        (1 / 2,),
+        (0.0, 1 / 2),
+        (0.0, 0.0, 1.0),
+    ),
+    b=(1 / 6, 1 / 3, 1 / 3, 1 / 6),
+    order=4,
+    description="Classic fourth-order Runge-Kutta method: four stages, fixed step.",
+    reference=(
+        "W. Kutta, Beitrag zur naeherungsweisen Integration totaler Differentialgleichungen, "
+        "Z. Math. Phys. 46 (1901) 435-453."
+    ),
+)
+
+# ---------------------------------------------------------------------------------------
+# Adaptive (embedded) methods
+# ---------------------------------------------------------------------------------------
+
+# Heun's second-order method; the embedded solution is the Euler step (b_hat = (1, 0)).
+adaptive_heun = Tableau(
+    name="adaptive_heun",
+    c=(0.0, 1.0),
+    A=(
+        (),
+        (1.0,),
+    ),
+    b=(1 / 2, 1 / 2),
+    order=2,
+    b_err=(1 / 2 - 1.0, 1 / 2),
+    error_order=1,
+    description="Heun's method (explicit trapezoidal rule), order 2, with an embedded Euler step "
+    "for error control: a 2(1) pair.",
+    reference=(
+        "K. Heun, Neue Methode zur approximativen Integration der Differentialgleichungen einer "
+        "unabhaengigen Veraenderlichen, Z. Math. Phys. 45 (1900) 23-38."
+    ),
+)
+
+# Bogacki-Shampine 3(2); b_hat = (7/24, 1/4, 1/3, 1/8).
+bosh3 = Tableau(
+    name="bosh3",
+    c=(0.0, 1 / 2, 3 / 4, 1.0),
+    A=(
+        (),
+        (1 / 2,),
+        (0.0, 3 / 4),
+        (2 / 9, 1 / 3, 4 / 9),
+    ),
+    b=(2 / 9, 1 / 3, 4 / 9, 0.0),
+    order=3,
+    b_err=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),
+    error_order=2,
+    fsal=True,
+    description="Bogacki-Shampine 3(2) pair: four stages (three per step with FSAL), "
+    "third-order solution, second-order error estimate (MATLAB's ode23).",
+    reference=(
+        "P. Bogacki, L. F. Shampine, A 3(2) pair of Runge-Kutta formulas, "
+        "Appl. Math. Lett. 2(4) (1989) 321-325."
+    ),
+)
+
+# Dormand-Prince 5(4) (RK5(4)7M); b_hat = (5179/57600, 0, 7571/16695, 393/640,
+# -92097/339200, 187/2100, 1/40).  The dense output is the fourth-order continuous extension
+# of Hairer, Norsett & Wanner (the DOPRI5 code), written as polynomials in theta:
+#   y(t + theta h) = y + theta*dy + theta(1-theta)*(h k1 - dy)
+#                  + theta^2 (1-theta) (2 dy - h k1 - h k7) + theta^2 (1-theta)^2 h sum_j d_j k_j
+# with dy = h sum_j b_j k_j and d = (-12715105075/11282082432, 0, 87487479700/32700410799,
+# -10690763975/1880347072, 701980252875/199316789632, -1453857185/822651844,
+# 69997945/29380423); expanding in powers of theta gives the rows below.
+dopri5 = Tableau(
+    name="dopri5",
+    c=(0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0),
+    A=(
+        (),
+        (1 / 5,),
+        (3 / 40, 9 / 40),
+        (44 / 45, -56 / 15, 32 / 9),
+        (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+        (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+        (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+    ),
+    b=(35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0),
+    order=5,
+    b_err=(71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
+    error_order=4,
+    fsal=True,
+    dense=(
+        (1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432),
+        (0.0, 0.0, 0.0, 0.0),
+        (0.0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799),
+        (0.0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072),
+        (0.0, 127303824393 / 49829197408, -318862633887 / 49829197408, 701980252875 / 199316789632),
+        (0.0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844),
+        (0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423),
+    ),
+    description="Dormand-Prince 5(4) pair (RK5(4)7M): seven stages (six per step with FSAL), "
+    "fifth-order solution, fourth-order error estimate, fourth-order dense output "
+    "(MATLAB's ode45, torchdiffeq's default).",
+    reference=(
+        "J. R. Dormand, P. J. Prince, A family of embedded Runge-Kutta formulae, "
+        "J. Comput. Appl. Math. 6(1) (1980) 19-26; dense output: E. Hairer, S. P. Norsett, "
+        "G. Wanner, Solving Ordinary Differential Equations I, 2nd ed., Springer, 1993, "
+        "Sec. II.6 (continuous Dormand-Prince method), cf. L. F. Shampine, Some practical "
+        "Runge-Kutta formulas, Math. Comp. 46(173) (1986) 135-150."
+    ),
+)
+
+# Tsitouras 5(4).  The paper lists c_2..c_5 and the coefficients as decimals; a_i1 follows from
+# the row-sum condition.  b_hat = (0.09468075576583945807, 0.009183565540343253097,
+# 0.4877705284247615708, 1.234297566930478986, -2.707712349983525455, 1.866628418170587036,
+# 1/66) and b_err = b - b_hat.
+tsit5 = Tableau(
+    name="tsit5",
+    c=(0.0, 0.161, 0.327, 0.9, 0.98002554090450968572981, 1.0, 1.0),
+    A=(
+        (),
+        (0.161,),
+        (-0.0084806554923569885444269, 0.33548065549235698854443),
+        (2.8971530571054934321304, -6.3594484899750748431482, 4.3622954328695814110177),
+        (
+            5.3258648284392566044289,
+            -11.748883564062827877747,
+            7.4955393428898362083046,
+            -0.092495066361755249256502,
+        ),
+        (
+            5.8614554429464200286593,
+            -12.920969317847109291706,
+            8.1593678985761586431804,
+            -0.071584973281400997224531,
+            -0.028269050394068382909003,
+        ),
+        (
+            0.096460766818065229518167,
+            0.01,
+            0.47988965041449957477525,
+            1.3790085741037418931923,
+            -3.2900695154360806799010,
+            2.3247105240997739824154,
+        ),
+    ),
+    b=(
+        0.096460766818065229518167,
+        0.01,
+        0.47988965041449957477525,
+        1.3790085741037418931923,
+        -3.2900695154360806799010,
+        2.3247105240997739824154,
+        0.0,
+    ),
+    order=5,
+    b_err=(
+        0.0017800110522257714433790,
+        0.00081643445965674690322364,
+        -0.0078808780102619960103150,
+        0.14471100717326290753720,
+        -0.58235716545255522501990,
+        0.45808210592918694666160,
+        -1 / 66,
+    ),
+    error_order=4,
+    fsal=True,
+    description="Tsitouras 5(4) pair: seven stages (six per step with FSAL), fifth-order "
+    "solution, fourth-order error estimate; derived without the row simplifying assumptions, "
+    "it has smaller error constants than Dormand-Prince 5(4) (Julia's Tsit5, diffrax's default).",
+    reference=(
+        "Ch. Tsitouras, Runge-Kutta pairs of order 5(4) satisfying only the first column "
+        "simplifying assumption, Comput. Math. Appl. 62(2) (2011) 770-775."
+    ),
+)
+
+# Prince & Dormand RK8(7)13M.  The coefficients are the published rational approximations.
+# b_hat = (13451932/455176623, 0, 0, 0, 0, -808719846/976000145, 1757004468/5645159321,
+# 656045339/265891186, -3867574721/1518517206, 465885868/322736535, 53011238/667516719,
+# 2/45, 0) and b_err = b - b_hat.  Not FSAL: the last row differs from b.
+dopri8 = Tableau(
+    name="dopri8",
+    c=(
+        0.0,
+        1 / 18,
+        1 / 12,
+        1 / 8,
+        5 / 16,
+        3 / 8,
+        59 / 400,
+        93 / 200,
+        5490023248 / 9719169821,
+        13 / 20,
+        1201146811 / 1299019798,
+        1.0,
+        1.0,
+    ),
+    A=(
+        (),
+        (1 / 18,),
+        (1 / 48, 1 / 16),
+        (1 / 32, 0.0, 3 / 32),
+        (5 / 16, 0.0, -75 / 64, 75 / 64),
+        (3 / 80, 0.0, 0.0, 3 / 16, 3 / 20),
+        (
+            29443841 / 614563906,
+            0.0,
+            0.0,
+            77736538 / 692538347,
+            -28693883 / 1125000000,
+            23124283 / 1800000000,
+        ),
+        (
+            16016141 / 946692911,
+            0.0,
+            0.0,
+            61564180 / 158732637,
+            22789713 / 633445777,
+            545815736 / 2771057229,
+            -180193667 / 1043307555,
+        ),
+        (
+            39632708 / 573591083,
+            0.0,
+            0.0,
+            -433636366 / 683701615,
+            -421739975 / 2616292301,
+            100302831 / 723423059,
+            790204164 / 839813087,
+            800635310 / 3783071287,
+        ),
+        (
+            246121993 / 1340847787,
+            0.0,
+            0.0,
+            -37695042795 / 15268766246,
+            -309121744 / 1061227803,
+            -12992083 / 490766935,
+            6005943493 / 2108947869,
+            393006217 / 1396673457,
+            123872331 / 1001029789,
+        ),
+        (
+            -1028468189 / 846180014,
+            0.0,
+            0.0,
+            8478235783 / 508512852,
+            1311729495 / 1432422823,
+            -10304129995 / 1701304382,
+            -48777925059 / 3047939560,
+            15336726248 / 1032824649,
+            -45442868181 / 3398467696,
+            3065993473 / 597172653,
+        ),
+        (
+            185892177 / 718116043,
+            0.0,
+            0.0,
+            -3185094517 / 667107341,
+            -477755414 / 1098053517,
+            -703635378 / 230739211,
+            5731566787 / 1027545527,
+            5232866602 / 850066563,
+            -4093664535 / 808688257,
+            3962137247 / 1805957418,
+            65686358 / 487910083,
+        ),
+        (
+            403863854 / 491063109,
+            0.0,
+            0.0,
+            -5068492393 / 434740067,
+            -411421997 / 543043805,
+            652783627 / 914296604,
+            11173962825 / 925320556,
+            -13158990841 / 6184727034,
+            3936647629 / 1978049680,
+            -160528059 / 685178525,
+            248638103 / 1413531060,
+            0.0,
+        ),
+    ),
+    b=(
+        14005451 / 335480064,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        -59238493 / 1068277825,
+        181606767 / 758867731,
+        561292985 / 797845732,
+        -1041891430 / 1371343529,
+        760417239 / 1151165299,
+        118820643 / 751138087,
+        -528747749 / 2220607170,
+        1 / 4,
+    ),
+    order=8,
+    b_err=(
+        14005451 / 335480064 - 13451932 / 455176623,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        -59238493 / 1068277825 + 808719846 / 976000145,
+        181606767 / 758867731 - 1757004468 / 5645159321,
+        561292985 / 797845732 - 656045339 / 265891186,
+        -1041891430 / 1371343529 + 3867574721 / 1518517206,
+        760417239 / 1151165299 - 465885868 / 322736535,
+        118820643 / 751138087 - 53011238 / 667516719,
+        -528747749 / 2220607170 - 2 / 45,
+        1 / 4,
+    ),
+    error_order=7,
+    fsal=False,
+    description="Prince-Dormand 8(7) pair (RK8(7)13M): thirteen stages, eighth-order "
+    "solution, seventh-order error estimate.",
+    reference=(
+        "P. J. Prince, J. R. Dormand, High order embedded Runge-Kutta formulae, "
+        "J. Comput. Appl. Math. 7(1) (1981) 67-75."
+    ),
+)
+
+ALL_TABLEAUS = (euler, midpoint, rk4, adaptive_heun, bosh3, dopri5, tsit5, dopri8)

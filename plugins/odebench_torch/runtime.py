@@ -1,0 +1,126 @@
+"""What the harness needs from torch: devices, seeding, a synchronised clock, memory, the train step.
+
+The harness owns the loop and the bookkeeping; this module is the only place where torch is
+driven on its behalf.  Memory: on CUDA the allocator's peak above the baseline after a reset
+(``cuda_max_allocated``); on CPU the bytes the autograd graph holds for backward
+(``torch_saved_activations``, see memory.py).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from odebench.errors import InvalidInputError
+
+from .memory import SavedTensorBytes
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+
+
+@dataclass
+class StepResult:
+    loss: float
+    time_forward_s: float
+    time_backward_s: float
+    memory_bytes: Optional[int]
+
+
+class TorchRuntime:
+    framework = "torch"
+
+    @staticmethod
+    def resolve_device(device: str) -> str:
+        if device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise InvalidInputError(f"--device {device} asked for, but torch {torch.__version__} sees no CUDA device; use cpu or auto")
+            return device
+        if device == "cpu":
+            return device
+        raise InvalidInputError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, auto")
+
+    @staticmethod
+    def resolve_dtype(dtype: str):
+        try:
+            return DTYPES[dtype]
+        except KeyError:
+            raise InvalidInputError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}") from None
+
+    @staticmethod
+    def seed(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    @staticmethod
+    def gpu_name(device: str) -> Optional[str]:
+        return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
+
+    @staticmethod
+    def memory_kind(device: str) -> str:
+        return "cuda_max_allocated" if device.startswith("cuda") else "torch_saved_activations"
+
+    @staticmethod
+    def synchronize(device: str) -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(torch.device(device))
+
+    def trainer(self, problem, odeint: Callable, device: str) -> "TorchTrainer":
+        return TorchTrainer(self, problem, odeint, device)
+
+
+class TorchTrainer:
+    """loss.backward() + optimizer, with forward and backward timed separately after a sync."""
+
+    def __init__(self, runtime: TorchRuntime, problem, odeint: Callable, device: str) -> None:
+        self.runtime, self.problem, self.odeint, self.device = runtime, problem, odeint, device
+        name, kwargs = problem.optimizer
+        try:
+            cls = OPTIMIZERS[name]
+        except KeyError:
+            raise InvalidInputError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}") from None
+        self.optimizer = cls(problem.model.parameters(), **kwargs)
+        self.cuda = device.startswith("cuda")
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.problem.model.parameters() if p.requires_grad)
+
+    def step(self, iteration: int, probe_memory: bool = False) -> StepResult:
+        sync = self.runtime.synchronize
+        batch = self.problem.batch(iteration)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.cuda:
+            sync(self.device)
+            torch.cuda.reset_peak_memory_stats(torch.device(self.device))
+            baseline = torch.cuda.memory_allocated(torch.device(self.device))
+        probe = SavedTensorBytes() if (probe_memory and not self.cuda) else None
+        sync(self.device)
+        t0 = time.perf_counter()
+        if probe is not None:
+            with probe:
+                loss = self.problem.loss(batch, self.odeint)
+        else:
+            loss = self.problem.loss(batch, self.odeint)
+        sync(self.device)
+        t1 = time.perf_counter()
+        loss.backward()
+        sync(self.device)
+        t2 = time.perf_counter()
+        value = float(loss.detach())
+        self.optimizer.step()
+        if self.cuda:
+            memory = torch.cuda.max_memory_allocated(torch.device(self.device)) - baseline
+        else:
+            memory = probe.bytes if probe is not None else None
+        return StepResult(value, t1 - t0, t2 - t1, memory)
+
+    def evaluate(self, odeint: Callable) -> float:
+        return float(self.problem.evaluate(odeint))

@@ -1,0 +1,491 @@
+"""The mathematics of every built-in Butcher tableau (numpy only, no framework).
+
+For each tableau in ``odebench_solvers.tableaus.ALL_TABLEAUS`` this checks
+
+* the row-sum condition c_i = sum_j a_ij;
+* every Butcher order condition  b . Phi(t) = 1 / gamma(t)  over all rooted trees t with
+  |t| <= order (up to 115 trees of order 8, 200 in all), from a generic rooted-tree
+  generator, and that the method is not of order ``order + 1`` (the declared order is exact);
+* the same for the embedded solution b_hat = b - b_err up to ``error_order``;
+* the FSAL flag against the tableau's structure;
+* for dense output: b_j(1) = b_j and the continuous order conditions
+  sum_j b_j(theta) Phi_j(t) = theta^|t| / gamma(t) for |t| <= the dense order (4 for dopri5);
+* numerically, by a tiny RK loop: the observed convergence slope of the propagated and the
+  embedded solution on y' = y and on nonlinear (and non-autonomous) scalar problems, and the
+  local accuracy of the dense output over one step;
+* that the checker is sensitive: perturbing any single coefficient makes it fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from odebench_solvers.tableaus import ALL_TABLEAUS
+
+TABLEAUS = {tab.name: tab for tab in ALL_TABLEAUS}
+ADAPTIVE = [tab for tab in ALL_TABLEAUS if tab.adaptive]
+DENSE = [tab for tab in ALL_TABLEAUS if tab.dense is not None]
+EPS = np.finfo(float).eps
+
+# the order of the dense output of each tableau that has one
+DENSE_ORDER = {"dopri5": 4}
+
+
+# ---------------------------------------------------------------------------------------
+# Rooted trees and order conditions
+# ---------------------------------------------------------------------------------------
+# A rooted tree is the sorted tuple of its children's trees; the single node is ().
+
+
+def _canonical(children):
+    return tuple(sorted(children))
+
+
+def _graft(tree):
+    """Every tree obtained from ``tree`` by attaching one new leaf to one of its nodes."""
+    yield _canonical(tree + ((),))
+    for i, child in enumerate(tree):
+        for grown in _graft(child):
+            yield _canonical(tree[:i] + (grown,) + tree[i + 1 :])
+
+
+@lru_cache(maxsize=None)
+def trees_of_order(n: int) -> tuple:
+    """All rooted trees with n nodes (1, 1, 2, 4, 9, 20, 48, 115, 286, ... of them)."""
+    if n == 1:
+        return ((),)
+    return tuple(sorted({grown for tree in trees_of_order(n - 1) for grown in _graft(tree)}))
+
+
+@lru_cache(maxsize=None)
+def tree_order(tree) -> int:
+    return 1 + sum(tree_order(child) for child in tree)
+
+
+@lru_cache(maxsize=None)
+def density(tree) -> int:
+    """gamma(t) = |t| * prod over the children of gamma(child)."""
+    return tree_order(tree) * math.prod(density(child) for child in tree)
+
+
+def trees_up_to(order: int):
+    for n in range(1, order + 1):
+        yield from trees_of_order(n)
+
+
+def matrix(tab) -> np.ndarray:
+    s = tab.stages
+    A = np.zeros((s, s))
+    for i in range(s):
+        A[i, :i] = tab.row(i)
+    return A
+
+
+class StageWeights:
+    """Psi(t), the stage vector of a tree: Psi(leaf) = 1, Psi([t1..tm]) = prod_k A Psi(t_k),
+    so that the elementary weight of t for weights w is w . Psi(t)."""
+
+    def __init__(self, A: np.ndarray):
+        self.A = A
+        self.memo = {}
+
+    def __call__(self, tree) -> np.ndarray:
+        v = self.memo.get(tree)
+        if v is None:
+            v = np.ones(self.A.shape[0])
+            for child in tree:
+                v = v * (self.A @ self(child))
+            self.memo[tree] = v
+        return v
+
+
+def _tolerance(w: np.ndarray, psi: np.ndarray) -> float:
+    # generous multiple of the roundoff of w . psi (tsit5's large coefficients cancel)
+    return 1e-14 + 64 * EPS * float(np.abs(w) @ np.abs(psi))
+
+
+def order_condition_failures(psi: StageWeights, w, order: int, theta: float = 1.0) -> list:
+    """The trees with |t| <= order whose condition w . Psi(t) = theta^|t| / gamma(t) fails."""
+    w = np.asarray(w, dtype=float)
+    failures = []
+    for tree in trees_up_to(order):
+        p = psi(tree)
+        residual = float(w @ p) - theta ** tree_order(tree) / density(tree)
+        if abs(residual) > _tolerance(w, p):
+            failures.append((tree, residual))
+    return failures
+
+
+def dense_weights(tab, theta: float) -> np.ndarray:
+    """b_j(theta) of the dense output."""
+    return np.array([sum(coef * theta ** (k + 1) for k, coef in enumerate(row)) for row in tab.dense])
+
+
+def b_hat(tab) -> np.ndarray:
+    return np.asarray(tab.b, dtype=float) - np.asarray(tab.b_err, dtype=float)
+
+
+def fsal_structure(tab) -> bool:
+    """Whether the last stage is f(t + h, y_new): c_s = 1, row s of A = b, b_s = 0."""
+    return (
+        tab.stages > 1
+        and tab.c[-1] == 1.0
+        and tuple(float(x) for x in tab.row(tab.stages - 1)) == tuple(float(x) for x in tab.b[:-1])
+        and tab.b[-1] == 0.0
+    )
+
+
+def tableau_defects(tab, check_dense_theta=(0.1, 0.3, 0.5, 0.7, 0.9, 1.0)) -> list:
+    """Every way in which ``tab`` fails its mathematics (empty list: it is consistent)."""
+    defects = []
+    A = matrix(tab)
+    c = np.asarray(tab.c, dtype=float)
+    scale = 1.0 + np.abs(A).sum(axis=1)
+    bad = np.nonzero(np.abs(A.sum(axis=1) - c) > 8 * EPS * scale)[0]
+    defects += [f"row sum: c[{i}] != sum_j a[{i}][j]" for i in bad]
+    if c[0] != 0.0:
+        defects.append("c[0] != 0 (explicit method)")
+    psi = StageWeights(A)
+    defects += [f"b: order condition {t} off by {r:.3g}" for t, r in order_condition_failures(psi, tab.b, tab.order)]
+    if tab.adaptive:
+        defects += [
+            f"b_hat: order condition {t} off by {r:.3g}"
+            for t, r in order_condition_failures(psi, b_hat(tab), tab.error_order)
+        ]
+    if tab.fsal != fsal_structure(tab):
+        defects.append(f"fsal={tab.fsal} but the tableau structure says {fsal_structure(tab)}")
+    if tab.dense is not None:
+        d_order = DENSE_ORDER[tab.name]
+        if np.max(np.abs(dense_weights(tab, 1.0) - np.asarray(tab.b, dtype=float))) > 64 * EPS * (
+            1 + np.abs(np.asarray(tab.dense, dtype=float)).sum()
+        ):
+            defects.append("dense: b_j(1) != b_j")
+        for theta in check_dense_theta:
+            defects += [
+                f"dense: order condition {t} at theta={theta} off by {r:.3g}"
+                for t, r in order_condition_failures(psi, dense_weights(tab, theta), d_order, theta)
+            ]
+    return defects
+
+
+# ---------------------------------------------------------------------------------------
+# The tree machinery itself
+# ---------------------------------------------------------------------------------------
+
+
+def test_tree_counts_and_densities():
+    # OEIS A000081
+    assert [len(trees_of_order(n)) for n in range(1, 10)] == [1, 1, 2, 4, 9, 20, 48, 115, 286]
+    assert sum(len(trees_of_order(n)) for n in range(1, 9)) == 200
+    assert density(()) == 1
+    assert density(((),)) == 2  # f'f
+    assert density(((), ())) == 3  # f''(f, f)
+    assert density((((),),)) == 6  # f'f'f
+    assert density((((), ()),)) == 12  # f'f''(f,f)
+    # sum over trees of order n of alpha(t) ... simpler global identity: for the bushy tree
+    # of order n, gamma = n; for the tall tree of order n, gamma = n!
+    for n in range(1, 9):
+        bushy = tuple(() for _ in range(n - 1))
+        tall = ()
+        for _ in range(n - 1):
+            tall = (tall,)
+        assert density(bushy) == n and density(tall) == math.factorial(n)
+
+
+def test_exact_runge_kutta_matrix_satisfies_all_conditions():
+    # the (implicit) 2-stage Gauss method has order 4, an independent check of the machinery:
+    # its conditions hold for all trees of order <= 4 and fail at order 5
+    r = math.sqrt(3) / 6
+    A = np.array([[1 / 4, 1 / 4 - r], [1 / 4 + r, 1 / 4]])
+    psi = StageWeights(A)
+    assert order_condition_failures(psi, [0.5, 0.5], 4) == []
+    assert order_condition_failures(psi, [0.5, 0.5], 5) != []
+
+
+# ---------------------------------------------------------------------------------------
+# Every tableau
+# ---------------------------------------------------------------------------------------
+
+
+def test_expected_tableaus_are_registered():
+    assert set(TABLEAUS) == {"euler", "midpoint", "rk4", "adaptive_heun", "bosh3", "dopri5", "tsit5", "dopri8"}
+    expected = {
+        "euler": (1, None, False),
+        "midpoint": (2, None, False),
+        "rk4": (4, None, False),
+        "adaptive_heun": (2, 1, False),
+        "bosh3": (3, 2, True),
+        "dopri5": (5, 4, True),
+        "tsit5": (5, 4, True),
+        "dopri8": (8, 7, False),
+    }
+    for name, (order, error_order, fsal) in expected.items():
+        tab = TABLEAUS[name]
+        assert (tab.order, tab.error_order, tab.fsal) == (order, error_order, fsal), name
+        assert tab.adaptive == (error_order is not None)
+        assert tab.description and tab.reference
+    assert TABLEAUS["dopri8"].stages == 13
+    assert TABLEAUS["dopri5"].dense is not None
+
+
+@pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
+def test_coefficients_are_floats(tab):
+    values = [*tab.c, *tab.b, *(x for row in tab.A for x in row)]
+    values += list(tab.b_err or ()) + [x for row in (tab.dense or ()) for x in row]
+    assert all(type(x) is float for x in values)
+    assert all(math.isfinite(x) for x in values)
+
+
+@pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
+def test_tableau_mathematics(tab):
+    assert tableau_defects(tab) == []
+
+
+@pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
+def test_declared_orders_are_exact(tab):
+    """The method is not of one order higher than declared (nor is the embedded one)."""
+    psi = StageWeights(matrix(tab))
+    assert order_condition_failures(psi, tab.b, tab.order + 1) != []
+    if tab.adaptive:
+        assert order_condition_failures(psi, b_hat(tab), tab.error_order + 1) != []
+        assert abs(sum(tab.b_err)) < 1e-14  # the estimate vanishes on y' = const
+
+
+@pytest.mark.parametrize("tab", ADAPTIVE, ids=lambda t: t.name)
+def test_error_weights_are_nonzero_where_they_matter(tab):
+    # an embedded pair whose b_err is zero everywhere would never reject a step
+    assert max(abs(x) for x in tab.b_err) > 1e-4
+
+
+# ---------------------------------------------------------------------------------------
+# Numerics: observed orders with a tiny RK loop
+# ---------------------------------------------------------------------------------------
+
+# (f(t, y), y0, t_end, exact y(t_end)) -- scalar; nonlinear and non-autonomous ones included
+PROBLEMS = {
+    "linear": (lambda t, y: y, 1.0, 1.0, math.e),
+    "riccati": (lambda t, y: 1.0 + y * y, 0.0, 1.0, math.tan(1.0)),
+    "nonautonomous": (lambda t, y: -2.0 * t * y * y, 1.0, 2.0, 1.0 / 5.0),
+    "sine": (lambda t, y: y * math.cos(t), 1.0, 2.0, math.exp(math.sin(2.0))),
+}
+
+
+def rk_stages(tab, A, f, t, y, h):
+    ks = []
+    for i in range(tab.stages):
+        yi = y + h * sum(A[i][j] * ks[j] for j in range(i))
+        ks.append(f(t + tab.c[i] * h, yi))
+    return ks
+
+
+def rk_solve(tab, weights, f, y0, t_end, n):
+    A = [list(tab.row(i)) for i in range(tab.stages)]
+    h = t_end / n
+    y = y0
+    for step in range(n):
+        ks = rk_stages(tab, A, f, step * h, y, h)
+        y = y + h * sum(w * k for w, k in zip(weights, ks))
+    return y
+
+
+def observed_order(tab, weights, problem, max_steps=4096, smallest_error=1e-10):
+    """Slope log2(e(N)/e(2N)) at the finest step pair whose errors stay above roundoff."""
+    f, y0, t_end, exact = PROBLEMS[problem]
+    errors = {}
+    n = 1
+    while n <= max_steps:
+        errors[n] = abs(rk_solve(tab, weights, f, y0, t_end, n) - exact)
+        if errors[n] < smallest_error:
+            break
+        n *= 2
+    steps = sorted(errors)
+    pairs = [(a, b) for a, b in zip(steps, steps[1:]) if errors[b] >= smallest_error]
+    assert pairs, f"{tab.name}/{problem}: errors {errors}"
+    a, b = pairs[-1]
+    return math.log2(errors[a] / errors[b]), errors
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
+def test_observed_order_of_solution(tab, problem):
+    slope, errors = observed_order(tab, tab.b, problem)
+    assert abs(slope - tab.order) <= 0.3, (slope, errors)
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+@pytest.mark.parametrize("tab", ADAPTIVE, ids=lambda t: t.name)
+def test_observed_order_of_embedded_solution(tab, problem):
+    slope, errors = observed_order(tab, b_hat(tab), problem)
+    assert abs(slope - tab.error_order) <= 0.3, (slope, errors)
+
+
+@pytest.mark.parametrize("tab", ADAPTIVE, ids=lambda t: t.name)
+def test_local_error_estimate_scales_like_embedded_order(tab):
+    """h * sum b_err_j k_j over one step is O(h^(error_order + 1))."""
+    f, y0, _, _ = PROBLEMS["riccati"]
+    A = [list(tab.row(i)) for i in range(tab.stages)]
+    hs = [0.2 / 2**k for k in range(4)]
+    est = [abs(h * sum(e * k for e, k in zip(tab.b_err, rk_stages(tab, A, f, 0.0, y0, h)))) for h in hs]
+    slopes = [math.log2(a / b) for a, b in zip(est, est[1:])]
+    assert abs(slopes[-1] - (tab.error_order + 1)) <= 0.3, (slopes, est)
+
+
+# ---------------------------------------------------------------------------------------
+# Dense output
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tab", DENSE, ids=lambda t: t.name)
+def test_dense_output_matches_endpoints(tab):
+    np.testing.assert_allclose(dense_weights(tab, 1.0), tab.b, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(dense_weights(tab, 0.0), 0.0, atol=0)
+    # the derivative at theta = 0 is k1: the interpolant is C1 across steps
+    assert [row[0] for row in tab.dense] == [1.0] + [0.0] * (tab.stages - 1)
+    assert [sum(row) for row in tab.dense] == pytest.approx(list(tab.b), abs=1e-14)
+
+
+@pytest.mark.parametrize("tab", DENSE, ids=lambda t: t.name)
+def test_dense_output_is_exact_for_polynomials(tab):
+    """y' = p(t) with deg p <= dense order - 1 is interpolated exactly over a step."""
+    d_order = DENSE_ORDER[tab.name]
+    A = [list(tab.row(i)) for i in range(tab.stages)]
+    rng = np.random.default_rng(0)
+    coef = rng.normal(size=d_order)  # p of degree d_order - 1
+    p = np.polynomial.Polynomial(coef)
+    y_exact = p.integ()
+    t0, h = 0.3, 0.7
+    ks = rk_stages(tab, A, lambda t, y: p(t), t0, y_exact(t0), h)
+    for theta in np.linspace(0.0, 1.0, 11):
+        y = y_exact(t0) + h * float(dense_weights(tab, theta) @ np.array(ks))
+        assert y == pytest.approx(y_exact(t0 + theta * h), abs=1e-13)
+    # one degree more is not exact: the dense order is not understated
+    q = np.polynomial.Polynomial(np.r_[coef, 1.0])
+    ks = rk_stages(tab, A, lambda t, y: q(t), t0, q.integ()(t0), h)
+    errs = [abs(q.integ()(t0) + h * float(dense_weights(tab, th) @ np.array(ks)) - q.integ()(t0 + th * h)) for th in (0.3, 0.5, 0.7)]
+    assert max(errs) > 1e-8
+
+
+@pytest.mark.parametrize("problem", ["linear", "riccati", "nonautonomous", "sine"])
+@pytest.mark.parametrize("tab", DENSE, ids=lambda t: t.name)
+def test_dense_output_local_order(tab, problem):
+    """Over one step from the exact solution, the interpolant's error is O(h^(p+1)), p = 4."""
+    d_order = DENSE_ORDER[tab.name]
+    f, y0, _, _ = PROBLEMS[problem]
+    exact = {
+        "linear": lambda t: math.exp(t),
+        "riccati": lambda t: math.tan(t),
+        "nonautonomous": lambda t: 1.0 / (1.0 + t * t),
+        "sine": lambda t: math.exp(math.sin(t)),
+    }[problem]
+    A = [list(tab.row(i)) for i in range(tab.stages)]
+    t0 = 0.2
+    hs = [0.4 / 2**k for k in range(5)]
+    errs = []
+    for h in hs:
+        ks = np.array(rk_stages(tab, A, f, t0, exact(t0), h))
+        errs.append(
+            max(
+                abs(exact(t0) + h * float(dense_weights(tab, th) @ ks) - exact(t0 + th * h))
+                for th in (0.25, 0.5, 0.75)
+            )
+        )
+    slope = math.log2(errs[-2] / errs[-1])
+    assert abs(slope - (d_order + 1)) <= 0.3, (slope, errs)
+
+
+# ---------------------------------------------------------------------------------------
+# The checker catches wrong coefficients
+# ---------------------------------------------------------------------------------------
+
+
+def _replace_entry(tab, field: str, index, value: float):
+    """A copy of ``tab`` with one coefficient replaced (Tableau is frozen; bypass validation
+    only in the sense of rebuilding it through its constructor)."""
+    if field in ("c", "b", "b_err"):
+        seq = list(getattr(tab, field))
+        seq[index] = value
+        return dataclasses.replace(tab, **{field: tuple(seq)})
+    i, j = index
+    rows = [list(r) for r in getattr(tab, field)]
+    if field == "A":
+        rows[i] = list(tab.row(i))
+    rows[i][j] = value
+    return dataclasses.replace(tab, **{field: tuple(tuple(r) for r in rows)})
+
+
+def _positions(tab):
+    for k in range(tab.stages):
+        yield "c", k
+        yield "b", k
+        if tab.adaptive:
+            yield "b_err", k
+    for i in range(tab.stages):
+        for j in range(i):
+            yield "A", (i, j)
+    if tab.dense is not None:
+        for i, row in enumerate(tab.dense):
+            for j in range(len(row)):
+                yield "dense", (i, j)
+
+
+def _value(tab, field, index):
+    if field == "A":
+        return tab.row(index[0])[index[1]]
+    if field == "dense":
+        return tab.dense[index[0]][index[1]]
+    return getattr(tab, field)[index]
+
+
+# a small relative error, such as a mistyped 9th significant digit
+PERTURBATION = 1e-8
+
+
+@pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
+def test_any_single_wrong_coefficient_is_detected(tab):
+    missed = []
+    for field, index in _positions(tab):
+        x = float(_value(tab, field, index))
+        wrong = _replace_entry(tab, field, index, x + PERTURBATION * max(1.0, abs(x)))
+        if not tableau_defects(wrong, check_dense_theta=(0.3, 0.7)):
+            missed.append((field, index))
+    assert missed == []
+
+
+@pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
+def test_wrong_stage_coefficient_is_caught_by_order_conditions(tab):
+    """Changing a_ij together with c_i (so the row sum still holds) must still fail: through an
+    order condition, the embedded order conditions, or the FSAL structure."""
+    missed = []
+    for i in range(1, tab.stages):
+        for j in range(i):
+            x = tab.row(i)[j]
+            delta = PERTURBATION * max(1.0, abs(x))
+            wrong = _replace_entry(tab, "A", (i, j), x + delta)
+            c = list(wrong.c)
+            c[i] = c[i] + delta
+            wrong = dataclasses.replace(wrong, c=tuple(c))
+            defects = tableau_defects(wrong, check_dense_theta=(0.3, 0.7))
+            if not defects or any(d.startswith("row sum") for d in defects):
+                missed.append(((i, j), defects[:1]))
+    assert missed == []
+
+
+def test_checker_flags_a_known_wrong_tableau():
+    dopri5 = TABLEAUS["dopri5"]
+    # a classic typo: 500/1113 -> 500/1131 in b (and hence in the FSAL row)
+    wrong = _replace_entry(dopri5, "b", 2, 500 / 1131)
+    defects = tableau_defects(wrong)
+    assert any(d.startswith("b: order condition") for d in defects)
+    assert any(d.startswith("fsal") for d in defects)
+    # flipping the sign convention of b_err (b_hat - b instead of b - b_hat)
+    flipped = dataclasses.replace(dopri5, b_err=tuple(-x for x in dopri5.b_err))
+    assert any(d.startswith("b_hat") for d in tableau_defects(flipped))
+    # claiming a fixed-step method is FSAL
+    assert any(d.startswith("fsal") for d in tableau_defects(dataclasses.replace(TABLEAUS["rk4"], fsal=True)))
+    # claiming one order too many
+    assert tableau_defects(dataclasses.replace(TABLEAUS["dopri8"], order=9))
