@@ -224,3 +224,22 @@ class _Progress:
     def close(self) -> None:
         if self.grid is not None:
             self.grid.close()
+
+
+@main.command("report")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--plot", "plot_path", default=None, type=click.Path(), help="Write the work-precision plots to this PNG.")
+@click.option("--csv", "csv_path", default=None, type=click.Path(), help="Write the combined table to this CSV.")
+def report_cmd(files, plot_path, csv_path):
+    """Load result files into one table, print it by task and backend, optionally plot."""
+    from .report import print_table, work_precision_plot
+    from .results import read_results
+
+    frame = read_results(files)
+    print_table(frame)
+    click.echo(f"\n{len(frame)} rows from {len(files)} file(s)")
+    if csv_path:
+        frame.to_csv(csv_path, index=False)
+        click.echo(f"table: {csv_path}")
+    if plot_path:
+        click.echo(f"plot: {work_precision_plot(frame, plot_path)}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from decimal import Decimal, localcontext
 from functools import lru_cache
 
 import numpy as np
@@ -266,73 +267,162 @@ def test_error_weights_are_nonzero_where_they_matter(tab):
 # Numerics: observed orders with a tiny RK loop
 # ---------------------------------------------------------------------------------------
 
-# (f(t, y), y0, t_end, exact y(t_end)) -- scalar; nonlinear and non-autonomous ones included
+# Scalar test problems (f(t, y), y0, t_end, exact y(t_end) or None), with polynomial right-hand
+# sides so that they can be integrated in 40-digit decimal arithmetic: y' = y, the logistic
+# equation (nonlinear, autonomous) and y' = t - y^3 (nonlinear, non-autonomous).
 PROBLEMS = {
-    "linear": (lambda t, y: y, 1.0, 1.0, math.e),
-    "riccati": (lambda t, y: 1.0 + y * y, 0.0, 1.0, math.tan(1.0)),
-    "nonautonomous": (lambda t, y: -2.0 * t * y * y, 1.0, 2.0, 1.0 / 5.0),
-    "sine": (lambda t, y: y * math.cos(t), 1.0, 2.0, math.exp(math.sin(2.0))),
+    "linear": (lambda t, y: y, Decimal(1), Decimal(1), math.e),
+    "logistic": (lambda t, y: y * (1 - y), Decimal("0.5"), Decimal(2), 1.0 / (1.0 + math.exp(-2.0))),
+    "cubic": (lambda t, y: t - y * y * y, Decimal(1), Decimal(1), None),
 }
 
-
-def rk_stages(tab, A, f, t, y, h):
-    ks = []
-    for i in range(tab.stages):
-        yi = y + h * sum(A[i][j] * ks[j] for j in range(i))
-        ks.append(f(t + tab.c[i] * h, yi))
-    return ks
+# Differences |y_N - y_2N| (N steps over the interval) are used below this level only: the
+# double-precision coefficients satisfy the order conditions to ~1e-17, which puts a floor of
+# about 1e-18 under these differences (a constant error term cancels in them).
+SMALLEST_DIFFERENCE = 1e-16
+DECIMAL_DIGITS = 40
 
 
 def rk_solve(tab, weights, f, y0, t_end, n):
-    A = [list(tab.row(i)) for i in range(tab.stages)]
-    h = t_end / n
-    y = y0
+    """n fixed steps of the explicit RK method (A, c, weights) in decimal arithmetic."""
+    c = [Decimal(x) for x in tab.c]
+    rows = [[(j, Decimal(a)) for j, a in enumerate(tab.row(i)) if a] for i in range(tab.stages)]
+    w = [(j, Decimal(float(x))) for j, x in enumerate(weights) if x]
+    h = Decimal(t_end) / n
+    y = Decimal(y0)
     for step in range(n):
-        ks = rk_stages(tab, A, f, step * h, y, h)
-        y = y + h * sum(w * k for w, k in zip(weights, ks))
+        t = step * h
+        ks = []
+        for i in range(tab.stages):
+            ks.append(f(t + c[i] * h, y + h * sum((a * ks[j] for j, a in rows[i]), Decimal(0))))
+        y = y + h * sum((a * ks[j] for j, a in w), Decimal(0))
     return y
 
 
-def observed_order(tab, weights, problem, max_steps=4096, smallest_error=1e-10):
-    """Slope log2(e(N)/e(2N)) at the finest step pair whose errors stay above roundoff."""
-    f, y0, t_end, exact = PROBLEMS[problem]
-    errors = {}
-    n = 1
-    while n <= max_steps:
-        errors[n] = abs(rk_solve(tab, weights, f, y0, t_end, n) - exact)
-        if errors[n] < smallest_error:
-            break
-        n *= 2
-    steps = sorted(errors)
-    pairs = [(a, b) for a, b in zip(steps, steps[1:]) if errors[b] >= smallest_error]
-    assert pairs, f"{tab.name}/{problem}: errors {errors}"
+def observed_order(tab, weights, problem, max_steps=1024):
+    """log2(d(N) / d(2N)) with d(N) = |y_N - y_2N|, at the finest N with d(2N) above the floor.
+
+    Returns (slope, differences, finest solution).
+    """
+    f, y0, t_end, _ = PROBLEMS[problem]
+    with localcontext() as ctx:
+        ctx.prec = DECIMAL_DIGITS
+        ys = {1: rk_solve(tab, weights, f, y0, t_end, 1)}
+        diffs = {}
+        n = 1
+        while n <= max_steps:
+            ys[2 * n] = rk_solve(tab, weights, f, y0, t_end, 2 * n)
+            diffs[n] = float(abs(ys[n] - ys[2 * n]))
+            if diffs[n] < SMALLEST_DIFFERENCE:
+                break
+            n *= 2
+    steps = sorted(diffs)
+    pairs = [(a, b) for a, b in zip(steps, steps[1:]) if diffs[b] >= SMALLEST_DIFFERENCE]
+    assert pairs, f"{tab.name}/{problem}: differences {diffs}"
     a, b = pairs[-1]
-    return math.log2(errors[a] / errors[b]), errors
+    return math.log2(diffs[a] / diffs[b]), diffs, float(ys[max(ys)])
+
+
+def expected_slope_range(tab, order, problem):
+    """Observed order within +-0.3 of the order, with one documented exception.
+
+    On y' = y only the tall trees matter (the stability function R(z)); dopri8's coefficient
+    of z^9 in R(z) equals 1/9! to 0.13%, so its error on y' = y is dominated by the z^10 term
+    down to differences of ~1e-19, below the floor: the observed slope there lies between 8
+    and 9 (the order-8 conditions themselves are checked exactly above).
+    """
+    if tab.name == "dopri8" and order == tab.order and problem == "linear":
+        return order - 0.3, order + 1.3
+    return order - 0.3, order + 0.3
+
+
+def _check_observed_order(tab, weights, order, problem):
+    slope, diffs, y = observed_order(tab, weights, problem)
+    lo, hi = expected_slope_range(tab, order, problem)
+    assert lo <= slope <= hi, (slope, diffs)
+    exact = PROBLEMS[problem][3]
+    if exact is not None:  # converging to the right solution: the finest error ~ the last difference
+        assert abs(y - exact) <= 2 * min(diffs.values()) + 1e-13, (y, exact)
 
 
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 @pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
 def test_observed_order_of_solution(tab, problem):
-    slope, errors = observed_order(tab, tab.b, problem)
-    assert abs(slope - tab.order) <= 0.3, (slope, errors)
+    _check_observed_order(tab, tab.b, tab.order, problem)
 
 
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 @pytest.mark.parametrize("tab", ADAPTIVE, ids=lambda t: t.name)
 def test_observed_order_of_embedded_solution(tab, problem):
-    slope, errors = observed_order(tab, b_hat(tab), problem)
-    assert abs(slope - tab.error_order) <= 0.3, (slope, errors)
+    _check_observed_order(tab, b_hat(tab), tab.error_order, problem)
 
 
+# Exact solutions through (0, y0) of the decimal problems, where there is one in closed form.
+DECIMAL_SOLUTIONS = {
+    "linear": lambda t: t.exp(),
+    "logistic": lambda t: 1 / (1 + (-t).exp()),
+}
+
+
+def rk_one_step(tab, f, t, y, h):
+    """The stages of one step from (t, y) in decimal arithmetic."""
+    ks = []
+    for i in range(tab.stages):
+        row = tab.row(i)
+        incr = sum((Decimal(row[j]) * ks[j] for j in range(i) if row[j]), Decimal(0))
+        ks.append(f(t + Decimal(tab.c[i]) * h, y + h * incr))
+    return ks
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
 @pytest.mark.parametrize("tab", ADAPTIVE, ids=lambda t: t.name)
-def test_local_error_estimate_scales_like_embedded_order(tab):
-    """h * sum b_err_j k_j over one step is O(h^(error_order + 1))."""
-    f, y0, _, _ = PROBLEMS["riccati"]
-    A = [list(tab.row(i)) for i in range(tab.stages)]
-    hs = [0.2 / 2**k for k in range(4)]
-    est = [abs(h * sum(e * k for e, k in zip(tab.b_err, rk_stages(tab, A, f, 0.0, y0, h)))) for h in hs]
-    slopes = [math.log2(a / b) for a, b in zip(est, est[1:])]
-    assert abs(slopes[-1] - (tab.error_order + 1)) <= 0.3, (slopes, est)
+def test_local_error_estimate_scales_like_embedded_order(tab, problem):
+    """The estimate h * sum b_err_j k_j over one step is O(h^(error_order + 1)), and it is the
+    local error of the embedded solution to leading order (b_err = b - b_hat, y_new is the
+    more accurate one)."""
+    f, y0, _, _ = PROBLEMS[problem]
+    exact = DECIMAL_SOLUTIONS.get(problem)
+    b_err = [Decimal(x) for x in tab.b_err]
+    bh = [Decimal(float(x)) for x in b_hat(tab)]
+    est, actual = {}, {}
+    with localcontext() as ctx:
+        ctx.prec = DECIMAL_DIGITS
+        # start off the initial point (y = 1/2 is a degenerate point of the logistic equation)
+        t0 = Decimal("0.5")
+        y = exact(t0) if exact is not None else y0
+        for k in range(12):
+            h = Decimal(1) / 2**k
+            ks = rk_one_step(tab, f, t0, y, h)
+            est[k] = float(h * sum(e * kj for e, kj in zip(b_err, ks)))
+            if exact is not None:
+                actual[k] = float(exact(t0 + h) - (y + h * sum(w * kj for w, kj in zip(bh, ks))))
+            if abs(est[k]) < 1e-16:
+                break
+    pairs = [(a, a + 1) for a in range(len(est) - 1) if abs(est[a + 1]) >= 1e-16]
+    a, b = pairs[-1]
+    slope = math.log2(abs(est[a] / est[b]))
+    if exact is not None:
+        finest = max(k for k in est if abs(est[k]) >= 1e-13)
+        assert est[finest] == pytest.approx(actual[finest], rel=0.1), (est, actual)
+    assert abs(slope - (tab.error_order + 1)) <= 0.3, (slope, est)
+
+
+def rk_stages(tab, f, t, y, h):
+    """The stages k_i of one step, in floating point."""
+    ks = []
+    for i in range(tab.stages):
+        row = tab.row(i)
+        ks.append(f(t + tab.c[i] * h, y + h * sum(row[j] * ks[j] for j in range(i))))
+    return ks
+
+
+# One-step problems in floating point: (f(t, y), exact solution y(t)).
+SOLUTIONS = {
+    "linear": (lambda t, y: y, math.exp),
+    "logistic": (lambda t, y: y * (1.0 - y), lambda t: 1.0 / (1.0 + math.exp(-t))),
+    "riccati": (lambda t, y: 1.0 + y * y, math.tan),
+    "sine": (lambda t, y: y * math.cos(t), lambda t: math.exp(math.sin(t))),
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,41 +443,35 @@ def test_dense_output_matches_endpoints(tab):
 def test_dense_output_is_exact_for_polynomials(tab):
     """y' = p(t) with deg p <= dense order - 1 is interpolated exactly over a step."""
     d_order = DENSE_ORDER[tab.name]
-    A = [list(tab.row(i)) for i in range(tab.stages)]
     rng = np.random.default_rng(0)
     coef = rng.normal(size=d_order)  # p of degree d_order - 1
-    p = np.polynomial.Polynomial(coef)
-    y_exact = p.integ()
     t0, h = 0.3, 0.7
-    ks = rk_stages(tab, A, lambda t, y: p(t), t0, y_exact(t0), h)
-    for theta in np.linspace(0.0, 1.0, 11):
-        y = y_exact(t0) + h * float(dense_weights(tab, theta) @ np.array(ks))
-        assert y == pytest.approx(y_exact(t0 + theta * h), abs=1e-13)
+
+    def interpolation_errors(p):
+        y_exact = p.integ()
+        ks = np.array(rk_stages(tab, lambda t, y: p(t), t0, y_exact(t0), h))
+        return [
+            abs(y_exact(t0) + h * float(dense_weights(tab, th) @ ks) - y_exact(t0 + th * h))
+            for th in np.linspace(0.0, 1.0, 11)
+        ]
+
+    assert max(interpolation_errors(np.polynomial.Polynomial(coef))) < 1e-13
     # one degree more is not exact: the dense order is not understated
-    q = np.polynomial.Polynomial(np.r_[coef, 1.0])
-    ks = rk_stages(tab, A, lambda t, y: q(t), t0, q.integ()(t0), h)
-    errs = [abs(q.integ()(t0) + h * float(dense_weights(tab, th) @ np.array(ks)) - q.integ()(t0 + th * h)) for th in (0.3, 0.5, 0.7)]
-    assert max(errs) > 1e-8
+    assert max(interpolation_errors(np.polynomial.Polynomial(np.r_[coef, 1.0]))) > 1e-6
 
 
-@pytest.mark.parametrize("problem", ["linear", "riccati", "nonautonomous", "sine"])
+@pytest.mark.parametrize("problem", sorted(SOLUTIONS))
 @pytest.mark.parametrize("tab", DENSE, ids=lambda t: t.name)
 def test_dense_output_local_order(tab, problem):
-    """Over one step from the exact solution, the interpolant's error is O(h^(p+1)), p = 4."""
+    """Over one step from the exact solution, the interpolant's error is O(h^(p+1)) (p = 4 for
+    dopri5's continuous extension), at interior points of the step."""
     d_order = DENSE_ORDER[tab.name]
-    f, y0, _, _ = PROBLEMS[problem]
-    exact = {
-        "linear": lambda t: math.exp(t),
-        "riccati": lambda t: math.tan(t),
-        "nonautonomous": lambda t: 1.0 / (1.0 + t * t),
-        "sine": lambda t: math.exp(math.sin(t)),
-    }[problem]
-    A = [list(tab.row(i)) for i in range(tab.stages)]
-    t0 = 0.2
-    hs = [0.4 / 2**k for k in range(5)]
+    f, exact = SOLUTIONS[problem]
+    t0 = 0.3
+    hs = [0.2 / 2**k for k in range(5)]
     errs = []
     for h in hs:
-        ks = np.array(rk_stages(tab, A, f, t0, exact(t0), h))
+        ks = np.array(rk_stages(tab, f, t0, exact(t0), h))
         errs.append(
             max(
                 abs(exact(t0) + h * float(dense_weights(tab, th) @ ks) - exact(t0 + th * h))
@@ -396,6 +480,25 @@ def test_dense_output_local_order(tab, problem):
         )
     slope = math.log2(errs[-2] / errs[-1])
     assert abs(slope - (d_order + 1)) <= 0.3, (slope, errs)
+
+
+@pytest.mark.parametrize("tab", DENSE, ids=lambda t: t.name)
+def test_dense_output_global_accuracy(tab):
+    """Interpolating a whole fixed-step solution of y' = y(1-y): the dense error is of the
+    size of the step error, and shrinks like h^(p+1) with the dense order p."""
+    f, exact = SOLUTIONS["logistic"]
+    errs = []
+    for n in (8, 16):
+        h, y, worst = 1.0 / n, exact(0.0), 0.0
+        for step in range(n):
+            t = step * h
+            ks = np.array(rk_stages(tab, f, t, y, h))
+            for th in (0.2, 0.5, 0.8):
+                worst = max(worst, abs(y + h * float(dense_weights(tab, th) @ ks) - exact(t + th * h)))
+            y = y + h * float(np.asarray(tab.b) @ ks)
+        errs.append(worst)
+    assert errs[1] < 1e-7
+    assert math.log2(errs[0] / errs[1]) >= DENSE_ORDER[tab.name] - 0.3, errs
 
 
 # ---------------------------------------------------------------------------------------

@@ -123,4 +123,6 @@ class TorchTrainer:
         return StepResult(value, t1 - t0, t2 - t1, memory)
 
     def evaluate(self, odeint: Callable) -> float:
-        return float(self.problem.evaluate(odeint))
+        """The task's metric, without building a graph (a task needing grads re-enables them)."""
+        with torch.no_grad():
+            return float(self.problem.evaluate(odeint))

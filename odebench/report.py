@@ -1,0 +1,117 @@
+"""Tables and work-precision plots from any number of result files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+# The summary table: (column in the results, header, format)
+SUMMARY = [
+    ("solver", "solver", "{}"),
+    ("rtol", "rtol", "{:.0e}"),
+    ("atol", "atol", "{:.0e}"),
+    ("seed", "seed", "{}"),
+    ("status", "status", "{}"),
+    ("metric", "metric", "{:.4f}"),
+    ("train_loss", "loss", "{:.4f}"),
+    ("nfe_forward", "NFE-f", "{:.1f}"),
+    ("nfe_backward", "NFE-b", "{:.1f}"),
+    ("time_forward_s", "fwd ms", "{:.1f}"),
+    ("time_backward_s", "bwd ms", "{:.1f}"),
+    ("time_total_s", "total s", "{:.1f}"),
+    ("peak_memory_bytes", "mem MiB", "{:.2f}"),
+]
+MS = {"time_forward_s", "time_backward_s"}
+MIB = {"peak_memory_bytes"}
+
+
+def _cell(value, col: str, fmt: str) -> str:
+    try:
+        import pandas as pd
+
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return "-"
+    except (TypeError, ValueError):
+        pass
+    if col in MS:
+        value = float(value) * 1e3
+    elif col in MIB:
+        value = float(value) / 2**20
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def format_table(frame) -> str:
+    """Rows grouped by task and backend, one line per (solver, tolerance, seed)."""
+    lines = []
+    for (task, backend), group in frame.groupby(["task", "backend"], sort=True, dropna=False):
+        metric_name = group["metric_name"].dropna().iloc[0] if group["metric_name"].notna().any() else "metric"
+        kinds = sorted(group["memory_kind"].dropna().unique())
+        lines.append(f"\n== task {task} | backend {backend} | metric: {metric_name} | memory: {', '.join(kinds) or '-'}")
+        header = [h for _, h, _ in SUMMARY]
+        body = [[_cell(r.get(c), c, f) for c, _, f in SUMMARY]
+                for r in group.sort_values(["solver", "rtol", "atol", "seed"]).to_dict("records")]
+        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+        lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+        lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body]
+        errors = group[group["status"] != "ok"]
+        for r in errors.to_dict("records"):
+            lines.append(f"   ! {r['solver']} rtol={r['rtol']:g}: {r['status']}: {str(r.get('error'))[:200]}")
+    return "\n".join(lines)
+
+
+def print_table(frame) -> None:
+    click.echo(format_table(frame))
+
+
+def work_precision_plot(frame, path, title: Optional[str] = None) -> Path:
+    """Three panels per task: metric vs time, metric vs NFE, peak memory vs NFE.
+
+    One line per (backend, solver) across the tolerances, averaged over seeds; failed cells
+    are left out (they have no metric).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = frame[frame["status"] == "ok"].copy()
+    if ok.empty:
+        from .errors import InvalidInputError
+
+        raise InvalidInputError("no cell with status ok to plot")
+    ok["nfe_total"] = ok["nfe_forward"].astype(float) + ok["nfe_backward"].astype(float)
+    ok["time_iter_s"] = ok["time_forward_s"].astype(float) + ok["time_backward_s"].astype(float)
+    tasks = sorted(ok["task"].unique())
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(15, 4.2 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        sub = ok[ok["task"] == task]
+        metric_name = sub["metric_name"].iloc[0]
+        for (backend, solver), g in sub.groupby(["backend", "solver"]):
+            g = g.groupby(["rtol", "atol"], as_index=False).mean(numeric_only=True).sort_values("rtol", ascending=False)
+            label = f"{backend} / {solver}"
+            axes[row, 0].plot(g["time_iter_s"] * 1e3, g["metric"], "o-", label=label)
+            axes[row, 1].plot(g["nfe_total"], g["metric"], "o-", label=label)
+            axes[row, 2].plot(g["nfe_total"], g["peak_memory_bytes"].astype(float) / 2**20, "o-", label=label)
+            for _, r in g.iterrows():
+                axes[row, 1].annotate(f"{r['rtol']:.0e}", (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
+        kinds = ", ".join(sorted(sub["memory_kind"].dropna().unique()))
+        axes[row, 0].set(xlabel="time per iteration, fwd+bwd (ms, median)", ylabel=metric_name, title=f"{task}: {metric_name} vs time")
+        axes[row, 1].set(xlabel="NFE per iteration (forward + backward)", ylabel=metric_name, title=f"{task}: {metric_name} vs NFE")
+        axes[row, 2].set(xlabel="NFE per iteration (forward + backward)", ylabel=f"peak memory (MiB; {kinds})", title=f"{task}: memory vs NFE")
+        for ax in axes[row]:
+            ax.set_xscale("log")
+            ax.grid(True, alpha=0.3)
+        axes[row, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,165 @@
+"""`odebench run` end to end on a tiny grid, failure isolation, interrupted runs, report, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from odebench.cli import main
+from odebench.results import REQUIRED_COLUMNS
+
+from .conftest import EXAMPLES, ROOT
+
+pytest.importorskip("torch")
+
+
+def run_cli(args, expect=0):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == expect, result.output
+    return result
+
+
+def test_grid_rows_columns_and_sane_figures(tmp_path, decay_plugin):
+    run_cli(["run", "-p", decay_plugin, "--task", "decay", "--backend", "torch-adjoint,torch-backprop",
+             "--tol", "1e-3,1e-7", "--steps", "4", "--out", str(tmp_path), "--run-id", "tiny", "--csv", "--quiet"])
+    frame = pd.read_parquet(tmp_path / "tiny.parquet")
+    assert (tmp_path / "tiny.csv").exists()
+    assert list(frame.columns[: len(REQUIRED_COLUMNS)]) == REQUIRED_COLUMNS
+    assert len(frame) == 4 and set(frame["status"]) == {"ok"}
+    assert set(frame["steps"]) == {4} and set(frame["device"]) == {"cpu"}
+    bp = frame[frame["backend"] == "torch-backprop"].set_index("rtol")
+    adj = frame[frame["backend"] == "torch-adjoint"].set_index("rtol")
+    assert (bp["nfe_backward"] == 0).all() and (adj["nfe_backward"] > 0).all()
+    for table in (bp, adj):
+        assert table.loc[1e-7, "nfe_forward"] > table.loc[1e-3, "nfe_forward"]
+        assert table["memory_kind"].eq("torch_saved_activations").all()
+    assert (bp["peak_memory_bytes"] > adj["peak_memory_bytes"]).all()
+    assert (frame["time_forward_s"] > 0).all() and (frame["time_backward_s"] > 0).all()
+    assert (frame["time_total_s"] >= frame["time_forward_s"] * 3).all()
+    assert frame["n_params"].eq(1).all() and frame["metric"].notna().all()
+    assert frame["python_version"].notna().all() and frame["torch_version"].notna().all()
+    options = json.loads(frame["task_options"].iloc[0])
+    assert options["iterations"] == 4
+
+
+def test_failing_cell_is_recorded_and_run_continues(tmp_path, decay_plugin):
+    run_cli(["run", "-p", decay_plugin, "--task", "decay", "--backend", "torch-backprop", "--tol", "1e-12,1e-3",
+             "--solver-opt", "max_steps=15", "--opt", "n_times=3", "--steps", "2", "--out", str(tmp_path), "--run-id", "f", "--quiet"])
+    frame = pd.read_parquet(tmp_path / "f.parquet").set_index("rtol")
+    assert frame.loc[1e-12, "status"] == "failed"
+    assert "MaxStepsError" in frame.loc[1e-12, "error"] and "max_steps=15" in frame.loc[1e-12, "error"]
+    assert frame.loc[1e-3, "status"] == "ok"
+
+
+NAN_TASK = """
+from dataclasses import dataclass
+import torch
+from odebench.hookspecs import hookimpl
+from odebench.specs import TaskSpec
+
+@dataclass
+class Options:
+    iterations: int = 5
+    nan_at: int = 2
+
+class Problem:
+    def __init__(self, options):
+        self.options = options
+        self.model = torch.nn.Linear(1, 1)
+        self.optimizer = ("sgd", {"lr": 0.1})
+    def batch(self, i):
+        return i
+    def loss(self, i, odeint):
+        y = odeint(lambda t, y: -y * self.model.weight.sum(), torch.ones(1), torch.tensor([0.0, 1.0]))
+        bad = float("nan") if i >= self.options.nan_at else 0.0
+        return y[-1].sum() + bad
+    def evaluate(self, odeint):
+        return 0.0
+    def extras(self):
+        return {}
+    def artifacts(self, odeint, out_dir, stem):
+        return []
+
+class Impl:
+    def setup(self, options, *, seed, device, dtype):
+        return Problem(options)
+
+@hookimpl
+def odebench_register_tasks(register):
+    register(TaskSpec(name="nanloss", description="loss turns NaN", options=Options, frameworks={"torch": Impl}))
+"""
+
+
+def test_nan_loss_is_diverged(tmp_path, monkeypatch):
+    (tmp_path / "nan_task_plugin.py").write_text(NAN_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run_cli(["run", "-p", "nan_task_plugin", "--task", "nanloss", "--backend", "torch-backprop",
+             "--out", str(tmp_path), "--run-id", "d", "--quiet"])
+    row = pd.read_parquet(tmp_path / "d.parquet").iloc[0]
+    assert row["status"] == "diverged" and row["error"] == "loss became nan at iteration 2"
+    assert pd.isna(row["metric"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_keeps_finished_rows(tmp_path, sig):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(EXAMPLES / "task_plugin"), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "odebench", "run", "-p", "odebench_decay", "--task", "decay",
+           "--backend", "torch-backprop", "--tol", "1e-3,1e-4,1e-5,1e-6,1e-7,1e-8", "--steps", "150",
+           "--out", str(tmp_path), "--run-id", "k", "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    path = tmp_path / "k.parquet"
+    deadline = time.time() + 120
+    while time.time() < deadline and not path.exists():
+        time.sleep(0.05)
+    assert path.exists(), proc.communicate()
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    frame = pd.read_parquet(path)
+    assert 1 <= len(frame) < 6
+    assert set(frame["status"]) == {"ok"}
+    assert list(frame["rtol"]) == [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8][: len(frame)]
+
+
+def test_report_over_two_files(tmp_path, decay_plugin):
+    for run_id, backend in (("a", "torch-adjoint"), ("b", "torch-backprop")):
+        run_cli(["run", "-p", decay_plugin, "--task", "decay", "--backend", backend, "--tol", "1e-3,1e-6",
+                 "--steps", "3", "--out", str(tmp_path), "--run-id", run_id, "--quiet"])
+    plot = tmp_path / "wp.png"
+    result = run_cli(["report", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--plot", str(plot),
+                      "--csv", str(tmp_path / "all.csv")])
+    assert "backend torch-adjoint" in result.output and "backend torch-backprop" in result.output
+    assert "4 rows from 2 file(s)" in result.output
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 4
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--task", "nope"], "unknown task 'nope'; known tasks: "),
+    (["--backend", "torch-nope"], "unknown backend 'torch-nope'; known backends: "),
+    (["--solver", "rk45"], "unknown solver 'rk45'; known solvers: "),
+    (["--tol", "0"], "rtol must be a positive number, got '0'"),
+    (["--tol", "-1e-3"], "rtol must be a positive number"),
+    (["--rtol", "abc"], "rtol must be a positive number, got 'abc'"),
+    (["--rtol", "1e-3", "--atol", "nan"], "atol must be a positive number, got 'nan'"),
+    (["--opt", "colour=red"], "unknown option(s) colour for task 'decay'; allowed: "),
+    (["--opt", "n_times=many"], "task option n_times='many' is not a valid int"),
+    (["--opt", "t_end=-1"], "t_end must be > 0"),
+    (["--seed", "x"], "--seed: 'x' is not a valid int"),
+    (["--rtol", "1e-3,1e-4", "--atol", "1e-3,1e-4,1e-5"], "they pair up"),
+    (["--device", "cuda"], "--device cuda asked for, but torch"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, decay_plugin, args, needle):
+    result = CliRunner().invoke(main, ["run", "-p", decay_plugin, "--task", "decay", "--out", str(tmp_path),
+                                       "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("odebench: error: "), result.output
+    assert needle in lines[0], lines[0]
+    assert not list(tmp_path.glob("*.parquet"))  # nothing ran
