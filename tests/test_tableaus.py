@@ -188,8 +188,7 @@ def test_tree_counts_and_densities():
     assert density(((), ())) == 3  # f''(f, f)
     assert density((((),),)) == 6  # f'f'f
     assert density((((), ()),)) == 12  # f'f''(f,f)
-    # sum over trees of order n of alpha(t) ... simpler global identity: for the bushy tree
-    # of order n, gamma = n; for the tall tree of order n, gamma = n!
+    # the bushy tree of order n has gamma = n, the tall tree gamma = n!
     for n in range(1, 9):
         bushy = tuple(() for _ in range(n - 1))
         tall = ()
@@ -255,6 +254,28 @@ def test_declared_orders_are_exact(tab):
     if tab.adaptive:
         assert order_condition_failures(psi, b_hat(tab), tab.error_order + 1) != []
         assert abs(sum(tab.b_err)) < 1e-14  # the estimate vanishes on y' = const
+
+
+# One entry of each published b_hat, written out independently of the module.  The order
+# conditions fix b_hat only up to the family b - t * b_err (any t gives an embedded solution of
+# the same order), so they cannot see a scaled or sign-flipped b_err; this pins it down.
+PUBLISHED_B_HAT = {
+    "adaptive_heun": {0: 1.0, 1: 0.0},  # Euler
+    "bosh3": {0: 7 / 24, 3: 1 / 8},
+    "dopri5": {0: 5179 / 57600, 6: 1 / 40},
+    "tsit5": {1: 0.009183565540343254, 6: 1 / 66},
+    "dopri8": {0: 13451932 / 455176623, 11: 2 / 45, 12: 0.0},
+}
+
+
+def matches_published_embedded_weight(tab) -> bool:
+    bh = b_hat(tab)
+    return all(abs(bh[j] - value) <= 1e-15 for j, value in PUBLISHED_B_HAT[tab.name].items())
+
+
+@pytest.mark.parametrize("tab", ADAPTIVE, ids=lambda t: t.name)
+def test_embedded_weights_are_the_published_ones(tab):
+    assert matches_published_embedded_weight(tab)
 
 
 @pytest.mark.parametrize("tab", ADAPTIVE, ids=lambda t: t.name)
@@ -507,8 +528,7 @@ def test_dense_output_global_accuracy(tab):
 
 
 def _replace_entry(tab, field: str, index, value: float):
-    """A copy of ``tab`` with one coefficient replaced (Tableau is frozen; bypass validation
-    only in the sense of rebuilding it through its constructor)."""
+    """A copy of the (frozen) ``tab`` with one coefficient replaced."""
     if field in ("c", "b", "b_err"):
         seq = list(getattr(tab, field))
         seq[index] = value
@@ -585,9 +605,11 @@ def test_checker_flags_a_known_wrong_tableau():
     defects = tableau_defects(wrong)
     assert any(d.startswith("b: order condition") for d in defects)
     assert any(d.startswith("fsal") for d in defects)
-    # flipping the sign convention of b_err (b_hat - b instead of b - b_hat)
+    # flipping the sign convention of b_err (b_hat - b instead of b - b_hat): 2 b - b_hat is
+    # another fourth-order solution, so only the published b_hat tells the two apart
     flipped = dataclasses.replace(dopri5, b_err=tuple(-x for x in dopri5.b_err))
-    assert any(d.startswith("b_hat") for d in tableau_defects(flipped))
+    assert tableau_defects(flipped) == []
+    assert not matches_published_embedded_weight(flipped)
     # claiming a fixed-step method is FSAL
     assert any(d.startswith("fsal") for d in tableau_defects(dataclasses.replace(TABLEAUS["rk4"], fsal=True)))
     # claiming one order too many
