@@ -211,7 +211,8 @@ def make_plugin_manager(
             module = importlib.import_module(name)
         except Exception as exc:
             raise PluginLoadError(f"cannot import plugin {name!r}: {type(exc).__name__}: {exc}") from exc
-        pm.register(module, name=name)
+        if not pm.is_registered(module):  # already loaded through its entry point
+            pm.register(module, name=name)
 
     for name, text in errors:
         warnings.warn(f"odebench plugin {name!r} failed to load: {text}", RuntimeWarning, stacklevel=2)

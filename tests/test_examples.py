@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,9 +16,12 @@ pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
+    sources = tmp_path_factory.mktemp("src")  # build from a copy: no build files in the checkout
+    for name in ("solver_plugin", "task_plugin"):
+        shutil.copytree(EXAMPLES / name, sources / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(EXAMPLES / "solver_plugin"), str(EXAMPLES / "task_plugin")],
+         "--target", str(target), str(sources / "solver_plugin"), str(sources / "task_plugin")],
         check=True, capture_output=True,
     )
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))

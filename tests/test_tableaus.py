@@ -212,8 +212,8 @@ def test_exact_runge_kutta_matrix_satisfies_all_conditions():
 # ---------------------------------------------------------------------------------------
 
 
-def test_expected_tableaus_are_registered():
-    assert set(TABLEAUS) == {"euler", "midpoint", "rk4", "adaptive_heun", "bosh3", "dopri5", "tsit5", "dopri8"}
+def test_expected_tableaus_are_present():
+    assert len(TABLEAUS) == len(ALL_TABLEAUS)  # unique names
     expected = {
         "euler": (1, None, False),
         "midpoint": (2, None, False),
@@ -224,6 +224,7 @@ def test_expected_tableaus_are_registered():
         "tsit5": (5, 4, True),
         "dopri8": (8, 7, False),
     }
+    assert set(expected) <= set(TABLEAUS)
     for name, (order, error_order, fsal) in expected.items():
         tab = TABLEAUS[name]
         assert (tab.order, tab.error_order, tab.fsal) == (order, error_order, fsal), name
@@ -519,7 +520,7 @@ def test_dense_output_global_accuracy(tab):
             y = y + h * float(np.asarray(tab.b) @ ks)
         errs.append(worst)
     assert errs[1] < 1e-7
-    assert math.log2(errs[0] / errs[1]) >= DENSE_ORDER[tab.name] - 0.3, errs
+    assert abs(math.log2(errs[0] / errs[1]) - (DENSE_ORDER[tab.name] + 1)) <= 0.3, errs
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Butcher tableaus of the explicit Runge-Kutta methods shipped with odebench.
 
 Every coefficient is a Python float.  Rational coefficients are written as the exact
-fraction (``3 / 40``) so that each is the correctly rounded double; the published decimal
-coefficients (Tsitouras 2011) are written with about 21 significant digits, more than a
-double holds, so that each literal also rounds to the nearest double.
+fraction (``3 / 40``), which Python evaluates to the correctly rounded double.  Tsitouras'
+coefficients are not rational: the paper prints them to ~16 digits; here they are written with
+~23 significant digits of the high-precision solution of his order conditions (the values
+used by OrdinaryDiffEq.jl and diffrax), more than a double holds, so that each literal rounds
+to the nearest double and the order conditions hold to roundoff.
 
 Conventions (see :class:`odebench.specs.Tableau`): ``A`` is strictly lower triangular and
 given row by row (row i holds a_i0 .. a_i(i-1)); ``b_err = b - b_hat`` so the local error
