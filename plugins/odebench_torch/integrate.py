@@ -233,9 +233,11 @@ def integrate(
                 y = y_new
                 f_y = ks[-1] if plan.fsal else None
                 factor = ifactor if ratio == 0.0 else min(ifactor, max(1.0, safety * ratio ** -plan.exponent))
+                # a step shortened to land on an output time says little about the next one:
+                # keep at least the step the controller had proposed
+                h = h_try * factor if not clipped or abs(h_try * factor) > abs(h) else h
             else:
                 counts.rejected += 1
-                factor = max(dfactor, safety * ratio ** -plan.exponent)
-            h = h_try * factor
+                h = h_try * max(dfactor, safety * ratio ** -plan.exponent)
         out.append(y)
     return out
