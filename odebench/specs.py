@@ -26,6 +26,12 @@ class Tableau:
     ``fsal``: the last stage is evaluated at (t + h, y_new), so it is the next step's first.
     ``dense``: optional dense-output coefficients, one row per stage, each row the polynomial
     coefficients in theta (theta^1, theta^2, ...) of b_j(theta) for y(t + theta h).
+    ``b_err_low``: optional second, lower-order error weights; when given, the error norm is
+    Hairer's DOP853 combination of the two estimates err = h * sum_j b_err[j] k_j and
+    err_low = h * sum_j b_err_low[j] k_j:  e^2 / sqrt(e^2 + 0.01 e_low^2)  with e, e_low their
+    (RMS) norms relative to the tolerances.  It behaves like e^2 / (0.1 e_low), so
+    ``error_order`` is then the order q of that combination, O(h^(q+1)) (7 for DOP853, whose
+    estimates are O(h^6) and O(h^4)), not the order of either embedded solution.
     """
 
     name: str
@@ -39,6 +45,7 @@ class Tableau:
     dense: Optional[tuple] = None
     description: str = ""
     reference: str = ""
+    b_err_low: Optional[tuple] = None
 
     def __post_init__(self) -> None:
         s = len(self.c)
@@ -52,9 +59,14 @@ class Tableau:
                 raise ValueError(f"tableau {self.name!r}: b_err needs {s} entries")
             if self.error_order is None:
                 raise ValueError(f"tableau {self.name!r}: an adaptive tableau needs error_order")
+        if self.b_err_low is not None:
+            if self.b_err is None:
+                raise ValueError(f"tableau {self.name!r}: b_err_low needs b_err (it is a second error estimate)")
+            if len(self.b_err_low) != s:
+                raise ValueError(f"tableau {self.name!r}: b_err_low needs {s} entries")
         if self.dense is not None and len(self.dense) != s:
             raise ValueError(f"tableau {self.name!r}: dense needs one row per stage ({s})")
-        if not all(math.isfinite(float(x)) for x in (*self.c, *self.b)):
+        if not all(math.isfinite(float(x)) for x in (*self.c, *self.b, *(self.b_err or ()), *(self.b_err_low or ()))):
             raise ValueError(f"tableau {self.name!r}: non-finite coefficient")
 
     @property

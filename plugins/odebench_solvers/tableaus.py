@@ -11,7 +11,12 @@ Conventions (see :class:`odebench.specs.Tableau`): ``A`` is strictly lower trian
 given row by row (row i holds a_i0 .. a_i(i-1)); ``b_err = b - b_hat`` so the local error
 estimate is ``h * sum_j b_err[j] * k_j``; ``error_order`` is the order of the embedded
 solution ``b_hat``; ``dense`` holds, per stage, the coefficients of b_j(theta) in theta^1,
-theta^2, ... such that ``y(t + theta h) = y + h * sum_j b_j(theta) k_j``.
+theta^2, ... such that ``y(t + theta h) = y + h * sum_j b_j(theta) k_j``.  ``dopri8``
+(Hairer's DOP853) has two error estimates, ``b_err`` and ``b_err_low``, combined by its own
+error norm; its ``error_order`` is that norm's (7), not an embedded solution's.
+
+Names: ``dopri8`` is DOP853, the method of scipy's ``solve_ivp(method="DOP853")``;
+torchdiffeq's ``dopri8`` is a different method, Prince & Dormand's RK8(7)13M, here ``rk8_13m``.
 
 The mathematics of each tableau (row sums, all rooted-tree order conditions, the embedded
 order, FSAL structure, dense output) is checked in ``tests/test_tableaus.py``.
@@ -30,6 +35,7 @@ __all__ = [
     "dopri5",
     "tsit5",
     "dopri8",
+    "rk8_13m",
     "ALL_TABLEAUS",
 ]
 
@@ -245,9 +251,10 @@ tsit5 = Tableau(
 # Prince & Dormand RK8(7)13M.  The coefficients are the published rational approximations.
 # b_hat = (13451932/455176623, 0, 0, 0, 0, -808719846/976000145, 1757004468/5645159321,
 # 656045339/265891186, -3867574721/1518517206, 465885868/322736535, 53011238/667516719,
-# 2/45, 0) and b_err = b - b_hat.  Not FSAL: the last row differs from b.
-dopri8 = Tableau(
-    name="dopri8",
+# 2/45, 0) and b_err = b - b_hat.  Not FSAL: the last row differs from b.  torchdiffeq ships
+# this method under the name "dopri8"; odebench's dopri8 is Hairer's DOP853 (below).
+rk8_13m = Tableau(
+    name="rk8_13m",
     c=(
         0.0,
         1 / 18,
@@ -382,11 +389,177 @@ dopri8 = Tableau(
     error_order=7,
     fsal=False,
     description="Prince-Dormand 8(7) pair (RK8(7)13M): thirteen stages, eighth-order "
-    "solution, seventh-order error estimate.",
+    "solution, seventh-order error estimate (torchdiffeq calls this method dopri8; odebench's "
+    "dopri8 is Hairer's DOP853).",
     reference=(
         "P. J. Prince, J. R. Dormand, High order embedded Runge-Kutta formulae, "
         "J. Comput. Appl. Math. 7(1) (1981) 67-75."
     ),
 )
 
-ALL_TABLEAUS = (euler, midpoint, rk4, adaptive_heun, bosh3, dopri5, tsit5, dopri8)
+# Hairer's DOP853: the Dormand-Prince 8(5,3) method of Hairer, Norsett & Wanner (the DOP853
+# Fortran code; also scipy's solve_ivp(method="DOP853")).  Twelve stages, c_12 = 1, and a
+# thirteenth, f(t + h, y_new), which is the next step's first (FSAL): 12 evaluations a step.
+# Most coefficients involve sqrt(6) (c_2 = (12 - 2 sqrt 6) / 135, c_3 = (6 - sqrt 6) / 45,
+# c_4 = (6 - sqrt 6) / 30, c_5 = (6 + sqrt 6) / 30); they are written with the 30 significant
+# digits of the published values, so each literal rounds to the nearest double.
+#
+# The error estimate is not b - b_hat of one embedded method: with the weights
+#   E5 = (the published "er" weights), a fifth-order embedded solution b - E5, and
+#   E3 = b - bhh, bhh = (31/127 at stage 1, 12675/17272 at stage 9, 3/136 at stage 12),
+# a third-order one, and err5 = h sum E5_j k_j, err3 = h sum E3_j k_j, the step is accepted
+# when  ||err5||^2 / sqrt(||err5||^2 + 0.01 ||err3||^2) <= 1  (RMS norms of err / scale).
+# This behaves like ||err5|| where the two estimates agree and like 10 ||err5||^2 / ||err3||
+# = O(h^8) for small steps, hence error_order = 7 (controller exponent 1/8), as in DOP853.
+# The seventh-order dense output of DOP853 needs three extra stages and is not included.
+_DOP853_B = (
+    5.42937341165687622380535766363e-2,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    4.45031289275240888144113950566,
+    1.89151789931450038304281599044,
+    -5.8012039600105847814672114227,
+    3.1116436695781989440891606237e-1,
+    -1.52160949662516078556178806805e-1,
+    2.01365400804030348374776537501e-1,
+    4.47106157277725905176885569043e-2,
+)
+# the third-order embedded weights (nonzero at stages 1, 9 and 12 only)
+_DOP853_BHH = {0: 31 / 127, 8: 12675 / 17272, 11: 3 / 136}
+
+dopri8 = Tableau(
+    name="dopri8",
+    c=(
+        0.0,
+        0.526001519587677318785587544488e-1,
+        0.789002279381515978178381316732e-1,
+        0.118350341907227396726757197510,
+        0.281649658092772603273242802490,
+        1 / 3,
+        1 / 4,
+        4 / 13,
+        127 / 195,
+        3 / 5,
+        6 / 7,
+        1.0,
+        1.0,
+    ),
+    A=(
+        (),
+        (5.26001519587677318785587544488e-2,),
+        (1.97250569845378994544595329183e-2, 5.91751709536136983633785987549e-2),
+        (2.95875854768068491816892993775e-2, 0.0, 8.87627564304205475450678981324e-2),
+        (
+            2.41365134159266685502369798665e-1,
+            0.0,
+            -8.84549479328286085344864962717e-1,
+            9.24834003261792003115737966543e-1,
+        ),
+        (
+            1 / 27,
+            0.0,
+            0.0,
+            1.70828608729473871279604482173e-1,
+            1.25467687566822425016691814123e-1,
+        ),
+        (
+            19 / 512,
+            0.0,
+            0.0,
+            1.70252211019544039314978060272e-1,
+            6.02165389804559606850219397283e-2,
+            -9 / 512,
+        ),
+        (
+            3.70920001185047927108779319836e-2,
+            0.0,
+            0.0,
+            1.70383925712239993810214054705e-1,
+            1.07262030446373284651809199168e-1,
+            -1.53194377486244017527936158236e-2,
+            8.27378916381402288758473766002e-3,
+        ),
+        (
+            6.24110958716075717114429577812e-1,
+            0.0,
+            0.0,
+            -3.36089262944694129406857109825,
+            -8.68219346841726006818189891453e-1,
+            2.75920996994467083049415600797e1,
+            2.01540675504778934086186788979e1,
+            -4.34898841810699588477366255144e1,
+        ),
+        (
+            4.77662536438264365890433908527e-1,
+            0.0,
+            0.0,
+            -2.48811461997166764192642586468,
+            -5.90290826836842996371446475743e-1,
+            2.12300514481811942347288949897e1,
+            1.52792336328824235832596922938e1,
+            -3.32882109689848629194453265587e1,
+            -2.03312017085086261358222928593e-2,
+        ),
+        (
+            -9.3714243008598732571704021658e-1,
+            0.0,
+            0.0,
+            5.18637242884406370830023853209,
+            1.09143734899672957818500254654,
+            -8.14978701074692612513997267357,
+            -1.85200656599969598641566180701e1,
+            2.27394870993505042818970056734e1,
+            2.49360555267965238987089396762,
+            -3.0467644718982195003823669022,
+        ),
+        (
+            2.27331014751653820792359768449,
+            0.0,
+            0.0,
+            -1.05344954667372501984066689879e1,
+            -2.00087205822486249909675718444,
+            -1.79589318631187989172765950534e1,
+            2.79488845294199600508499808837e1,
+            -2.85899827713502369474065508674,
+            -8.87285693353062954433549289258,
+            1.23605671757943030647266201528e1,
+            6.43392746015763530355970484046e-1,
+        ),
+        _DOP853_B,
+    ),
+    b=_DOP853_B + (0.0,),
+    order=8,
+    # E5 (the published "er"): zero at stages 2-5 and at the FSAL stage
+    b_err=(
+        0.1312004499419488073250102996e-1,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        -0.1225156446376204440720569753e1,
+        -0.4957589496572501915214079952,
+        0.1664377182454986536961530415e1,
+        -0.3503288487499736816886487290,
+        0.3341791187130174790297318841,
+        0.8192320648511571246570742613e-1,
+        -0.2235530786388629525884427845e-1,
+        0.0,
+    ),
+    error_order=7,
+    fsal=True,
+    # E3 = b - bhh
+    b_err_low=tuple(b - _DOP853_BHH.get(j, 0.0) for j, b in enumerate(_DOP853_B)) + (0.0,),
+    description="Hairer's DOP853, the Dormand-Prince 8(5,3) method: thirteen stages (twelve "
+    "per step with FSAL), eighth-order solution, step control by Hairer's combination of "
+    "fifth- and third-order error estimates (scipy's DOP853).  Not the method torchdiffeq "
+    "calls dopri8: that is Prince & Dormand's RK8(7)13M, here rk8_13m.",
+    reference=(
+        "E. Hairer, S. P. Norsett, G. Wanner, Solving Ordinary Differential Equations I, "
+        "2nd ed., Springer, 1993, Sec. II.10, and the Fortran code DOP853 by E. Hairer and "
+        "G. Wanner (http://www.unige.ch/~hairer/software.html)."
+    ),
+)
+
+ALL_TABLEAUS = (euler, midpoint, rk4, adaptive_heun, bosh3, dopri5, tsit5, dopri8, rk8_13m)

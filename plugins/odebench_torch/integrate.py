@@ -112,6 +112,8 @@ class _Plan:
         self.rows = [[float(x) for x in tableau.row(i)] for i in range(tableau.stages)]
         self.b = [float(x) for x in tableau.b]
         self.b_err = [float(x) for x in tableau.b_err] if tableau.adaptive else None
+        # a second, lower-order estimate: Hairer's DOP853 error norm (see _error_ratio)
+        self.b_err_low = [float(x) for x in tableau.b_err_low] if tableau.b_err_low is not None else None
         self.exponent = 1.0 / (tableau.error_order + 1) if tableau.adaptive else None
         self.fsal = tableau.fsal
         # FSAL: the last stage is f(t+h, y_new) and y_new equals that stage's input
@@ -137,7 +139,38 @@ def _error_ratio(plan: _Plan, ks, y0, y1, h: float, rtol: float, atol: float, no
     with torch.no_grad():
         err = _weighted_sum(ks, plan.b_err, h)
         scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
-        return norm(err.div_(scale))
+        if plan.b_err_low is None:
+            return norm(err.div_(scale))
+        err_low = _weighted_sum(ks, plan.b_err_low, h)
+        if not isinstance(norm, RMSNorm):  # a custom norm: combine its two values
+            return _dop853_combination(norm(err.div_(scale)), norm(err_low.div_(scale)))
+        # both relative errors in one tensor, 2-norms of each (per slice), one host sync
+        both = torch.stack((err, err_low)).div_(scale).reshape(2, -1)
+        slices = norm.slices or [(0, both.shape[1])]
+        if len(slices) == 1:
+            a, b = slices[0]
+            norms = [torch.linalg.vector_norm(both[:, a:b], dim=1).tolist()]
+        else:
+            norms = torch.stack([torch.linalg.vector_norm(both[:, a:b], dim=1) for a, b in slices]).tolist()
+        return max(
+            _dop853_combination(n_err / math.sqrt(max(b - a, 1)), n_low / math.sqrt(max(b - a, 1)))
+            for (a, b), (n_err, n_low) in zip(slices, norms)
+        )
+
+
+def _dop853_combination(e: float, e_low: float) -> float:
+    """Hairer's DOP853 error norm from the RMS norms of its two estimates:
+    e^2 / sqrt(e^2 + 0.01 e_low^2), written so that it cannot overflow; 0 when both are 0
+    (as in scipy), non-finite when either is (the caller then reports a non-finite state).
+
+    With e = ||err / s||_2 / sqrt(n) this is scipy's DOP853 ``_estimate_error_norm``,
+    |h| ||E5 K / s||^2 / sqrt(n (||E5 K / s||^2 + 0.01 ||E3 K / s||^2)), since err = h E5 K.
+    """
+    if not (math.isfinite(e) and math.isfinite(e_low)):
+        return e + e_low  # inf or nan
+    if e == 0.0:
+        return 0.0
+    return e * (e / math.hypot(e, 0.1 * e_low))
 
 
 def initial_step(f, t0: float, y0, f0, direction: float, error_order: int, rtol, atol, norm) -> float:
@@ -209,6 +242,7 @@ def integrate(
         h = direction * float(options["first_step"])
     else:
         h = direction * initial_step(f, t, y, f_y, direction, tableau.error_order, rtol, atol, norm)
+    rejected = False  # since the last accepted step
     for t_next in times[1:]:
         while direction * (t_next - t) > 0:
             if steps >= max_steps:
@@ -233,11 +267,15 @@ def integrate(
                 y = y_new
                 f_y = ks[-1] if plan.fsal else None
                 factor = ifactor if ratio == 0.0 else min(ifactor, max(1.0, safety * ratio ** -plan.exponent))
+                if rejected:  # HNW II.4 / DOP853 / scipy: no growth right after a rejection
+                    factor = 1.0
+                    rejected = False
                 # a step shortened to land on an output time says little about the next one:
                 # keep at least the step the controller had proposed
                 h = h_try * factor if not clipped or abs(h_try * factor) > abs(h) else h
             else:
                 counts.rejected += 1
+                rejected = True
                 h = h_try * max(dfactor, safety * ratio ** -plan.exponent)
         out.append(y)
     return out
