@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[torch,dev]'
+	$(PY) -m pip install -q -e '.[torch,jax,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/odebench demo
+	$(VENV)/bin/odebench run --task cnf --backend torch-adjoint
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -15,6 +15,7 @@ SUMMARY = [
     ("seed", "seed", "{}"),
     ("status", "status", "{}"),
     ("metric", "metric", "{:.4f}"),
+    ("baseline_metric", "baseline", "{:.4f}"),
     ("train_loss", "loss", "{:.4f}"),
     ("nfe_forward", "NFE-f", "{:.1f}"),
     ("nfe_backward", "NFE-b", "{:.1f}"),

@@ -14,6 +14,12 @@ def _torch_cnf():
     return TorchCNF()
 
 
+def _jax_cnf():
+    from .cnf.jax_model import JaxCNF
+
+    return JaxCNF()
+
+
 @hookimpl
 def odebench_register_tasks(register):
     from .cnf.options import PAPER_OPTIONS, CNFOptions
@@ -22,7 +28,7 @@ def odebench_register_tasks(register):
         name="cnf",
         description="continuous normalizing flow (FFJORD-style) on a 2-D toy density; metric: test NLL in nats",
         options=CNFOptions,
-        frameworks={"torch": _torch_cnf},
+        frameworks={"torch": _torch_cnf, "jax": _jax_cnf},
         metric_name="test_nll_nats",
         metric_higher_is_better=False,
         paper_options=PAPER_OPTIONS,

@@ -78,8 +78,8 @@ class CNFOptions:
     iterations: int = 100
     batch_size: int = 256
     lr: float = 1e-2
-    hidden: int = 32
-    layers: int = 2
+    hidden: int = 64
+    layers: int = 3
     activation: str = "tanh"
     T: float = 0.5
     trace: str = "exact"

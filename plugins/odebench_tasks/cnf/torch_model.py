@@ -40,7 +40,9 @@ from .options import ACTIVATIONS, TRACES, CNFOptions
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
-#: Points per solve when drawing the density figure (a 200 x 200 grid is 4 solves).
+#: The density figure's grid (GRID_SIZE^2 points, as many as the data panel's 100 x 100 bins)
+#: and the points per solve when integrating it.
+GRID_SIZE = 100
 GRID_CHUNK = 10_000
 
 
@@ -206,9 +208,8 @@ class CNFProblem:
         self.train_np, self.test_np = make_split(options.dataset, options.n_train, options.n_test, self.seed)
         self.train = torch.as_tensor(self.train_np, dtype=self.dtype, device=self.device)
         self.test = torch.as_tensor(self.test_np, dtype=self.dtype, device=self.device)
-        self.model = CNFDynamics.from_options(options)
-        load_params(self.model, init_params(options, self.seed))
-        self.model.to(device=self.device, dtype=self.dtype)
+        self.model = CNFDynamics.from_options(options).to(device=self.device, dtype=self.dtype)
+        load_params(self.model, init_params(options, self.seed))  # after .to: float64 stays exact
         self.optimizer = ("adam", {"lr": options.lr})
         self.times = torch.tensor([0.0, options.T], dtype=self.dtype, device=self.device)
         self._iteration = 0
@@ -225,6 +226,8 @@ class CNFProblem:
 
     def log_density(self, x: torch.Tensor, odeint: Callable) -> torch.Tensor:
         """log p(x) per row: one solve of (z, logp) from (x, 0) over [0, T] (see the module doc)."""
+        # logp(T) = int_0^T -tr(df/dz) dt = log p_T(z_T) - log p_0(x)  (change of variables), so
+        # log p_0(x) = log N(z_T; 0, I) - logp(T).
         zeros = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device)
         zs, logps = odeint(self.model, (x, zeros), self.times)
         return standard_normal_logprob(zs[-1]) - logps[-1].squeeze(1)
@@ -257,7 +260,7 @@ class CNFProblem:
 
         path = Path(out_dir) / f"{stem}-density.png"
         title = f"cnf {self.options.dataset}"
-        return [density_figure(self.train_np, log_density, path, title)]
+        return [density_figure(self.train_np, log_density, path, title, grid_size=GRID_SIZE)]
 
 
 class TorchCNF:

@@ -1,0 +1,405 @@
+"""The JAX gradient methods: backprop through the solver, the adjoint, the seminorm adjoint.
+
+All three share one call, modelled on torchdiffeq / the torch backends::
+
+    ys = backend.odeint(func, y0, t, args, solver="dopri5", rtol=1e-7, atol=1e-9, options=None, stats=None)
+
+``func(t, y, args) -> dy``; ``y0`` an array or a tuple of arrays; ``args`` a pytree of arrays
+(the parameters).  Gradients flow to ``y0`` and to every inexact leaf of ``args`` (not to t).
+It works eagerly and under ``jax.jit`` / ``jax.grad`` / ``jax.value_and_grad``.  The result is
+y at every time of ``t`` stacked on axis 0 (a tuple of such arrays for a tuple ``y0``).
+
+Counts.  The counters are computed inside the compiled loop.  When the call runs eagerly they
+are added to ``backend.last_stats`` (a SolveStats; ``stats=`` supplies your own, which then
+accumulates) before odeint returns; the adjoint's backward counts when its backward runs.
+Under a transformation (jit, or a grad inside jit) they leave the compiled program through
+``jax.debug.callback``: the forward counts (nfe_forward, steps_accepted, steps_rejected) every
+time the forward solve executes, the backward counts (nfe_backward, steps_*_backward) every
+time the adjoint's backward executes, added to the SolveStats that was current when the
+function was traced (pass ``stats=`` and reset it between iterations to read per-iteration
+counts; ``backend.last_stats`` is set to that object by each callback).
+
+Errors.  Bad input (solver name, tolerances, times, y0, func's output shape/dtype, options)
+raises before anything is traced, with the torch backends' messages.  Failures found while
+integrating (max_steps exceeded, nan/inf in the state, step-size underflow) raise the same
+odebench errors (MaxStepsError, NonFiniteStateError) when the call runs eagerly -- also inside
+an eager jax.grad.  Inside jit nothing can raise: the solution (and the adjoint's gradients) is
+returned as NaN, the error is stored in ``backend.last_error`` by the stats callback and a
+RuntimeWarning names it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from odebench.errors import InvalidInputError, NonFiniteStateError
+from odebench.specs import SolverSpec, SolveStats, Tableau
+
+from .integrate import (
+    OK,
+    SolveConfig,
+    control_dtype,
+    error_for,
+    fixed_step_count,
+    integrate,
+    integrate_jit,
+    make_config,
+    numbers,
+    resolve_options,
+)
+from .state import FlatFunc, Layout, check_function, check_times, check_tolerance, is_tracer, make_state
+
+DEFAULT_RTOL = 1e-7  # torchdiffeq's defaults, as the torch backends
+DEFAULT_ATOL = 1e-9
+BACKPROP_MAX_STEPS = 4096  # diffrax's default; jax-backprop's memory is proportional to it
+
+FORWARD_FIELDS = ("nfe_forward", "steps_accepted", "steps_rejected")
+BACKWARD_FIELDS = ("nfe_backward", "steps_accepted_backward", "steps_rejected_backward")
+
+
+class _Problem:
+    """One odeint call, checked: tableau, tolerances, options, times, state layout, function."""
+
+    def __init__(self, backend, func, y0, t, args, solver, rtol, atol, options) -> None:
+        self.tableau = backend.resolve_solver(solver)
+        self.rtol = check_tolerance("rtol", rtol)
+        self.atol = check_tolerance("atol", atol)
+        self.options = resolve_options(self.tableau, options, backend.max_steps_default)
+        self.cdt = control_dtype()
+        self.times, self.times_list = check_times(t, self.cdt)
+        self.layout, parts = make_state(y0)
+        if not callable(func):
+            raise InvalidInputError(f"func must be callable as func(t, y, args), got {type(func).__name__}")
+        check_function(func, self.layout, args)
+        self.y0_flat = self.layout.flatten(parts)
+        if not is_tracer(self.y0_flat) and not bool(np.all(np.isfinite(np.asarray(self.y0_flat)))):
+            raise NonFiniteStateError("non-finite value (nan/inf) in y0")
+        self.func = func
+        self.args = args
+        self.f = FlatFunc(func, self.layout)
+
+    def config(self, driver="while", length=0, options=None, slices="state") -> SolveConfig:
+        return make_config(self.tableau, self.options if options is None else options,
+                           self.layout.slices if slices == "state" else slices, driver, length)
+
+    @property
+    def nums(self):
+        return numbers(self.rtol, self.atol, self.options, self.cdt)
+
+
+def _concrete(x) -> Optional[np.ndarray]:
+    """x's value when it is known now (eager, or an eager grad's primal), else None (traced)."""
+    if not is_tracer(x):
+        return np.asarray(x)
+    try:
+        flat = jnp.reshape(lax.stop_gradient(x), (-1,))  # a float output's tangent hides its value
+        return np.asarray([float(flat[i]) for i in range(flat.shape[0])]).reshape(x.shape)
+    except Exception:  # a jit/vmap tracer: its value exists only when the program runs
+        return None
+
+
+def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps: int) -> None:
+    """Add counts to stats; raise (eager) or record and warn (traced) a failed status."""
+
+    def record(counts, status, info):
+        counts = np.asarray(counts).reshape(-1, 3).sum(axis=0)  # summed over a vmap batch
+        for name, value in zip(fields, counts):
+            setattr(stats, name, getattr(stats, name) + int(value))
+        backend.last_stats = stats
+        for s, i in zip(np.asarray(status).reshape(-1), np.asarray(info).reshape(-1, 3)):
+            if int(s) != OK:
+                return error_for(int(s), i, max_steps)
+        return None
+
+    values = [_concrete(x) for x in (counts, status, info)]
+    if all(v is not None for v in values):
+        err = record(*values)
+        if err is not None:
+            backend.last_error = err
+            raise err
+        return
+
+    def callback(counts, status, info):
+        err = record(counts, status, info)
+        if err is not None:
+            backend.last_error = err
+            warnings.warn(f"{backend.name}: {err} (inside jit the solution is returned as NaN)", RuntimeWarning,
+                          stacklevel=2)
+
+    jax.debug.callback(callback, counts, status, info)
+
+
+class JaxBackend:
+    """Base: solver lookup (through the registry it is bound to) and the shared call."""
+
+    framework = "jax"
+    method = ""
+    max_steps_default: Optional[int] = None  # None: the integrator's (10,000 adaptive)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.last_stats = SolveStats()
+        self.last_error: Optional[Exception] = None
+        self._registry = None
+        try:
+            from .runtime import JaxRuntime
+        except ImportError:
+            self.runtime = None
+        else:
+            self.runtime = JaxRuntime()
+
+    def bind(self, registry) -> None:
+        self._registry = registry
+
+    def resolve_solver(self, solver) -> Tableau:
+        if isinstance(solver, Tableau):
+            return solver
+        if self._registry is None:
+            import odebench
+
+            self._registry = odebench.registry()
+        spec = self._registry.solver(solver)
+        if isinstance(spec, SolverSpec):
+            raise InvalidInputError(f"solver {solver!r} is not a tableau; {self.name} runs tableau solvers only")
+        return spec
+
+    def odeint(
+        self,
+        func: Callable,
+        y0,
+        t,
+        args=None,
+        *,
+        solver="dopri5",
+        rtol: float = DEFAULT_RTOL,
+        atol: float = DEFAULT_ATOL,
+        options: Optional[dict] = None,
+        stats: Optional[SolveStats] = None,
+        **method_kwargs,
+    ):
+        """y at every time in t (first axis), in y0's layout (array or tuple of arrays)."""
+        stats = stats if stats is not None else SolveStats()
+        self.last_stats = stats
+        problem = _Problem(self, func, y0, t, args, solver, rtol, atol, options)
+        self._check_method_kwargs(method_kwargs)
+        ys, counts, status, info = self._run(problem, stats, **method_kwargs)
+        _report(self, stats, FORWARD_FIELDS, counts, status, info, problem.options["max_steps"])
+        return problem.layout.unflatten_trajectory(ys)
+
+    def _check_method_kwargs(self, kwargs) -> None:
+        if kwargs:
+            raise InvalidInputError(f"{self.name}.odeint got unexpected keyword(s) {', '.join(sorted(kwargs))}")
+
+    def _run(self, problem: _Problem, stats: SolveStats, **kwargs):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class BackpropBackend(JaxBackend):
+    """Reverse mode through the solver's operations: exact gradient of the discretisation.
+
+    Without a derivative the solve is a ``lax.while_loop`` (the primal of a ``jax.custom_jvp``).
+    When differentiated, the same attempt body runs in a ``lax.scan`` of max_steps iterations
+    (an iteration after the end is skipped by ``lax.cond``) with each iteration under
+    ``jax.checkpoint``: reverse mode stores the loop carry and the emitted y of every
+    iteration -- about 3 x max_steps x the state size, whether or not the steps were used --
+    and recomputes each step's stages in the backward pass.  So memory is O(max_steps x
+    state), independent of the activations inside func, and max_steps defaults to 4096 here
+    (diffrax's default) instead of 10,000; fixed-step solvers use a scan exactly as long as
+    the number of steps when t is concrete.  Step-size control is not differentiated (as in
+    torch: accepted steps are fixed in the backward pass).
+    """
+
+    method = "backprop"
+    max_steps_default = BACKPROP_MAX_STEPS
+
+    def _run(self, problem: _Problem, stats: SolveStats):
+        opts = problem.options
+        length = opts["max_steps"]
+        if not problem.tableau.adaptive and problem.times_list is not None:
+            needed = fixed_step_count(problem.times_list, opts["step_size"], problem.cdt)
+            length = min(length, needed + len(problem.times_list))  # slack for rounding; skipped iterations are cheap
+        f = problem.f
+        cfg_while = problem.config("while")
+        cfg_scan = problem.config("scan", length)
+
+        @jax.custom_jvp
+        def solve(y0, args, times, nums):
+            return integrate_jit(f, cfg_while, y0, args, times, nums)
+
+        @solve.defjvp
+        def solve_jvp(primals, tangents):
+            y0, args, times, nums = primals
+            ty, targs, _, _ = tangents
+            return jax.jvp(lambda y, a: integrate_jit(f, cfg_scan, y, a, times, nums), (y0, args), (ty, targs))
+
+        return solve(problem.y0_flat, problem.args, problem.times, problem.nums)
+
+
+# ---------------------------------------------------------------------------------------
+# adjoint
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class _Augmented:
+    """The adjoint system s = [y, a, g]:  y' = f,  a' = -a^T df/dy,  g' = -a^T df/dargs.
+
+    Only the inexact leaves of args (``diff``) get a cotangent channel.  Hashable (it is a
+    static argument of the jitted backward solve).
+    """
+
+    f: FlatFunc
+    n: int
+    treedef: object
+    diff: tuple  # indices of the inexact leaves of args
+
+    def __call__(self, t, s, args):
+        n = self.n
+        y, a = s[:n], s[n:2 * n]
+        leaves = self.treedef.flatten_up_to(args)
+        params = [leaves[i] for i in self.diff]
+
+        def f(y, params):
+            full = list(leaves)
+            for i, p in zip(self.diff, params):
+                full[i] = p
+            return self.f(t, y, self.treedef.unflatten(full))
+
+        dy, vjp = jax.vjp(f, y, params)
+        gy, gp = vjp(-a)
+        return jnp.concatenate([dy, gy] + [jnp.reshape(g, (-1,)).astype(s.dtype) for g in gp])
+
+    def __hash__(self):
+        return hash((self.f, self.n, self.treedef, self.diff))
+
+    def __eq__(self, other):
+        return (isinstance(other, _Augmented) and self.f == other.f and self.n == other.n
+                and self.treedef == other.treedef and self.diff == other.diff)
+
+
+def _adjoint_backward(aug: _Augmented, cfg: SolveConfig, ys, ct_ys, args, times, nums):
+    """Integrate [y, a, g] backwards between consecutive output times, restarting y from the
+    stored forward value and adding the output cotangent at each time.
+
+    Returns (dL/dy0, dL/dargs as one flat vector, counts, status, info).
+    """
+    T, n = ys.shape
+    dtype = ys.dtype
+    cdt = control_dtype()
+    times = jnp.asarray(times, cdt)
+    leaves = aug.treedef.flatten_up_to(args)
+    n_params = sum(int(np.size(leaves[i])) for i in aug.diff)
+    a = ct_ys[-1]
+    g = jnp.zeros((n_params,), dtype)
+    counts = jnp.zeros(3, jnp.int32)
+    status = jnp.asarray(OK, jnp.int32)
+    info = jnp.zeros(3, cdt)
+    if T == 1:
+        return a, g, counts, status, info
+
+    def interval(carry, i):
+        a, g, counts, status, info = carry
+
+        def run(_):
+            s0 = jnp.concatenate([ys[i], a, g])
+            seg, c, st, inf = integrate(aug, cfg, s0, args, jnp.stack([times[i], times[i - 1]]), nums)
+            s1 = seg[-1]
+            return s1[n:2 * n] + ct_ys[i - 1], s1[2 * n:], counts + c, st, inf
+
+        def skip(_):
+            return a, g, counts, status, info
+
+        return lax.cond(status == OK, run, skip, None), None
+
+    (a, g, counts, status, info), _ = lax.scan(interval, (a, g, counts, status, info),
+                                                jnp.arange(T - 1, 0, -1, dtype=jnp.int32))
+    return a, g, counts, status, info
+
+
+_adjoint_backward_jit = jax.jit(_adjoint_backward, static_argnums=(0, 1))
+
+
+def _is_inexact(x) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+class AdjointBackend(JaxBackend):
+    """Chen et al. (2018) adjoint as a ``jax.custom_vjp``.
+
+    The forward solve (a while_loop) keeps only y at the output times.  The backward solves
+    [y, a, g] backwards between consecutive output times with the same integrator, restarting
+    y from the stored forward value and adding the output cotangent at each time; vector-
+    Jacobian products of func come from ``jax.vjp`` w.r.t. (y, args).  The backward error norm
+    is a mixed norm: the max of the RMS of y, of a, and of each args leaf's cotangent (as torch);
+    ``seminorm=True`` drops the args channels (Kidger, Chen & Lyons 2021).  ``adjoint_rtol``,
+    ``adjoint_atol`` and ``adjoint_options`` default to the forward ones.  Memory held for the
+    backward pass does not grow with the number of steps.  Gradients w.r.t. t are zero.
+    """
+
+    method = "adjoint"
+
+    def __init__(self, name: str, seminorm: bool = False) -> None:
+        super().__init__(name)
+        self.seminorm = seminorm
+
+    def _check_method_kwargs(self, kwargs) -> None:
+        super()._check_method_kwargs({k: v for k, v in kwargs.items()
+                                      if k not in ("adjoint_rtol", "adjoint_atol", "adjoint_options")})
+
+    def _run(self, problem: _Problem, stats: SolveStats, adjoint_rtol=None, adjoint_atol=None, adjoint_options=None):
+        a_rtol = check_tolerance("adjoint_rtol", problem.rtol if adjoint_rtol is None else adjoint_rtol)
+        a_atol = check_tolerance("adjoint_atol", problem.atol if adjoint_atol is None else adjoint_atol)
+        a_options = resolve_options(problem.tableau, problem.options if adjoint_options is None else adjoint_options)
+        f = problem.f
+        cfg = problem.config("while")
+        n = problem.layout.size
+        leaves, treedef = jax.tree_util.tree_flatten(problem.args)
+        diff = tuple(i for i, leaf in enumerate(leaves) if _is_inexact(leaf))
+        slices = [(0, n), (n, 2 * n)]
+        if not self.seminorm:
+            start = 2 * n
+            for i in diff:
+                size = int(np.size(leaves[i]))
+                slices.append((start, start + size))
+                start += size
+        aug = _Augmented(f, n, treedef, diff)
+        cfg_adj = problem.config("while", options=a_options, slices=slices)
+        a_nums = numbers(a_rtol, a_atol, a_options, problem.cdt)
+        backend = self
+
+        @jax.custom_vjp
+        def solve(y0, args, times, nums, a_nums):
+            return integrate_jit(f, cfg, y0, args, times, nums)
+
+        def solve_fwd(y0, args, times, nums, a_nums):
+            out = integrate_jit(f, cfg, y0, args, times, nums)
+            return out, (out[0], args, times, nums, a_nums)
+
+        def solve_bwd(res, cts):
+            ys, args, times, nums, a_nums = res
+            ct_ys = cts[0]
+            grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums)
+            _report(backend, stats, BACKWARD_FIELDS, counts, status, info, a_options["max_steps"])
+            arg_leaves = treedef.flatten_up_to(args)
+            grads, offset = [], 0
+            for i, leaf in enumerate(arg_leaves):
+                if i in diff:
+                    size = int(np.size(leaf))
+                    shape = jnp.shape(leaf)
+                    grads.append(jnp.reshape(g[offset:offset + size], shape).astype(jnp.result_type(leaf)))
+                    offset += size
+                else:
+                    grads.append(np.zeros(jnp.shape(leaf), dtype=jax.dtypes.float0))
+            return grad_y0, treedef.unflatten(grads), jnp.zeros_like(times), jnp.zeros_like(nums), jnp.zeros_like(a_nums)
+
+        solve.defvjp(solve_fwd, solve_bwd)
+        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, a_nums)

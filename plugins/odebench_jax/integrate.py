@@ -1,0 +1,554 @@
+"""One explicit Runge-Kutta loop that runs any Tableau in JAX, under jit.
+
+It mirrors ``odebench_torch.integrate`` operation for operation so that both frameworks take
+the same steps on the same problem: the same automatic first step (Hairer, Nørsett & Wanner),
+the same error ratio (RMS norm, or the max over slices of a mixed norm; Hairer's DOP853
+combination when the tableau has ``b_err_low``), the same controller (accept when the ratio is
+<= 1; factor safety * ratio^(-1/(q+1)) clamped to [1, ifactor] after an accepted step and to
+at least dfactor after a rejected one; no growth right after a rejection; a step shortened to
+land on an output time keeps at least the step the controller had proposed), FSAL reuse, and
+outputs obtained by stepping exactly onto every requested time.
+
+Everything below runs inside one traced program: step-size control is traced scalar
+arithmetic in the *control dtype* (float64 when ``jax_enable_x64`` is on, as torch's Python
+floats are; float32 otherwise), the state stays in its own dtype (float32 or float64), and the
+counters (function evaluations, accepted and rejected steps) are int32 values computed inside
+the loop.  Inside jit nothing can raise, so the loop returns a *status* and an *info* vector
+(where it stopped); the caller turns a non-zero status into the odebench error when the
+values are concrete (eager calls), and otherwise reports it through its stats callback while
+the returned trajectory is all NaN.
+
+Two drivers share the same attempt body (one attempted step of the current output interval):
+
+* ``"while"``: a ``lax.while_loop`` that writes y into a [T, n] buffer whenever a step lands on
+  an output time.  Not reverse-differentiable; the adjoint uses it for both of its solves, and
+  backprop uses it as the primal when no derivative is taken.
+* ``"scan"``: a ``lax.scan`` of fixed length (max_steps) whose body is under ``jax.checkpoint``
+  and skips the attempt with ``lax.cond`` once the solve is over.  Reverse mode through it keeps
+  the loop carry of every iteration (y, the FSAL stage and a few scalars) plus the y emitted per
+  iteration -- about 3 x length x state size -- and recomputes each attempt (stages and error
+  estimate) in the backward pass.  Memory is therefore O(max_steps x state), independent of the
+  number of stages and of the activations inside ``func``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError
+from odebench.specs import Tableau
+
+ADAPTIVE_DEFAULTS = {"first_step": None, "safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000}
+FIXED_DEFAULTS = {"step_size": None, "max_steps": 1_000_000}
+
+# status codes returned by the loop (0 = success)
+OK = 0
+MAX_STEPS = 1  # adaptive: max_steps reached before the last time
+NON_FINITE = 2  # adaptive: the error ratio is nan/inf
+UNDERFLOW = 3  # adaptive: the step became smaller than 4 ulp of t
+MAX_STEPS_FIXED = 4
+NON_FINITE_FIXED = 5  # fixed step: nan/inf in the state at an output time
+NON_FINITE_Y0 = 6
+
+
+# ---------------------------------------------------------------------------------------
+# options (identical rules and messages to the torch integrator)
+# ---------------------------------------------------------------------------------------
+
+def resolve_options(tableau: Tableau, options: Optional[dict], max_steps_default: Optional[int] = None) -> dict:
+    """Defaults merged with the user's options; unknown keys are an error listing the allowed ones.
+
+    ``max_steps_default`` overrides the default max_steps of adaptive solvers (jax-backprop
+    uses a lower one: its memory is proportional to it).
+    """
+    defaults = dict(ADAPTIVE_DEFAULTS if tableau.adaptive else FIXED_DEFAULTS)
+    if max_steps_default is not None and tableau.adaptive:
+        defaults["max_steps"] = max_steps_default
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        kind = "adaptive" if tableau.adaptive else "fixed-step"
+        raise InvalidInputError(
+            f"unknown option(s) {', '.join(unknown)} for {kind} solver {tableau.name!r}; "
+            f"allowed: {', '.join(sorted(defaults))}"
+        )
+    merged = {**defaults, **options}
+    if not tableau.adaptive:
+        step = merged["step_size"]
+        if step is None or not _positive(step):
+            raise InvalidInputError(
+                f"fixed-step solver {tableau.name!r} needs options={{'step_size': h}} with h > 0 (got {step!r})"
+            )
+        merged["step_size"] = float(step)
+    else:
+        for key in ("safety", "ifactor", "dfactor"):
+            if not _positive(merged[key]):
+                raise InvalidInputError(f"option {key} must be a positive number, got {merged[key]!r}")
+            merged[key] = float(merged[key])
+        if merged["first_step"] is not None:
+            if not _positive(merged["first_step"]):
+                raise InvalidInputError(f"option first_step must be a positive number, got {merged['first_step']!r}")
+            merged["first_step"] = float(merged["first_step"])
+    if isinstance(merged["max_steps"], bool) or not isinstance(merged["max_steps"], int) or merged["max_steps"] < 1:
+        raise InvalidInputError(f"option max_steps must be a positive integer, got {merged['max_steps']!r}")
+    return merged
+
+
+def _positive(x) -> bool:
+    try:
+        x = float(x)
+    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+        return False
+    return math.isfinite(x) and x > 0
+
+
+def control_dtype():
+    """float64 when jax_enable_x64 is on (as torch's Python-float controller), else float32."""
+    return jax.dtypes.canonicalize_dtype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------
+# the static description of one solve (hashable: it is a static argument of jax.jit)
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SolveConfig:
+    """Everything about a solve that is fixed at trace time.
+
+    ``slices``: the mixed error norm's slices of the flat state (None: one RMS norm).
+    ``driver``: "while" or "scan"; ``length``: the scan's number of iterations.
+    """
+
+    tableau: Tableau
+    options: tuple  # sorted (key, value) pairs from resolve_options
+    slices: Optional[tuple] = None
+    driver: str = "while"
+    length: int = 0
+
+    @property
+    def opts(self) -> dict:
+        return dict(self.options)
+
+
+def make_config(tableau: Tableau, options: dict, slices=None, driver="while", length=0):
+    """The static config; a fixed step size is left out (it is traced: see ``numbers``)."""
+    static = {k: (None if k == "step_size" else v) for k, v in options.items()}
+    return SolveConfig(tableau, tuple(sorted(static.items())),
+                       None if slices is None else tuple(tuple(s) for s in slices), driver, int(length))
+
+
+class _Plan:
+    """A tableau's coefficients as Python floats (they become literals in the traced program)."""
+
+    def __init__(self, tableau: Tableau) -> None:
+        self.tableau = tableau
+        self.c = [float(x) for x in tableau.c]
+        self.rows = [[float(x) for x in tableau.row(i)] for i in range(tableau.stages)]
+        self.b = [float(x) for x in tableau.b]
+        self.b_err = [float(x) for x in tableau.b_err] if tableau.adaptive else None
+        self.b_err_low = [float(x) for x in tableau.b_err_low] if tableau.b_err_low is not None else None
+        self.exponent = 1.0 / (tableau.error_order + 1) if tableau.adaptive else None
+        self.fsal = tableau.fsal
+        self.fsal_input_is_solution = self.fsal and self.rows[-1] == self.b[:-1]
+
+
+@functools.lru_cache(maxsize=None)
+def _plan(tableau: Tableau) -> _Plan:
+    return _Plan(tableau)
+
+
+# ---------------------------------------------------------------------------------------
+# one step, the error ratio, the first step
+# ---------------------------------------------------------------------------------------
+
+def _combine(base, ks, coeffs, h, dtype):
+    """base + sum_j (coeffs[j] * h) * ks[j], left to right, skipping zero coefficients (as torch)."""
+    out = base
+    for c, k in zip(coeffs, ks):
+        if c != 0.0:
+            out = out + (c * h).astype(dtype) * k
+    return out
+
+
+def _weighted_sum(ks, coeffs, h, dtype):
+    """h * sum_j coeffs[j] * ks[j] (the local error estimate), as torch's _weighted_sum."""
+    out = None
+    for c, k in zip(coeffs, ks):
+        if c != 0.0:
+            term = k * (c * h).astype(dtype)
+            out = term if out is None else out + term
+    return out if out is not None else jnp.zeros_like(ks[0])
+
+
+def rk_step(f, plan: _Plan, t, y, f0, h, args):
+    """One RK step from (t, y) with first stage f0: returns (y_new, stages).
+
+    The stages are computed in a ``lax.scan`` over the rows of A, so ``func`` is traced once
+    per step whatever the number of stages: compile time does not grow with it (DOP853 with
+    an MLP compiles in about half the time of the unrolled loop, and runs as fast).  A stage's
+    input y + sum_j (a_ij h) k_j is summed left to right over all j < s - 1 with the row's zeros
+    included; adding an exact zero changes nothing, so the value is the torch loop's (which
+    skips them) up to the compilers' fused multiply-adds.  The last stage's input of an FSAL
+    tableau, which the torch loop reuses as the solution, is the b-weighted sum below (the same
+    terms in the same order).
+    """
+    dtype = y.dtype
+    s = len(plan.c)
+    if s == 1:
+        return _combine(y, [f0], plan.b, h, dtype), [f0]
+    cdt = h.dtype
+    rows = jnp.asarray([r + [0.0] * (s - 1 - len(r)) for r in plan.rows[1:]], cdt)  # [s-1, s-1]
+    cs = jnp.asarray(plan.c[1:], cdt)
+    K0 = jnp.zeros((s,) + y.shape, dtype).at[0].set(f0)
+
+    def stage(K, xs):
+        i, row, ci = xs
+        yi = y
+        for j in range(s - 1):
+            yi = yi + (row[j] * h).astype(dtype) * K[j]
+        ki = f((t + ci * h).astype(dtype), yi, args)
+        return lax.dynamic_update_index_in_dim(K, ki.astype(dtype), i, 0), None
+
+    K, _ = lax.scan(stage, K0, (jnp.arange(1, s, dtype=jnp.int32), rows, cs))
+    ks = [K[j] for j in range(s)]
+    return _combine(y, ks, plan.b, h, dtype), ks
+
+
+def _vnorm(x):
+    return jnp.sqrt(jnp.sum(x * x))
+
+
+def rms_norm(x, slices, cdt):
+    """The torch RMSNorm: plain RMS, or the max over slices of each slice's RMS (mixed norm)."""
+    if slices is None:
+        return _vnorm(x).astype(cdt) / math.sqrt(max(x.size, 1))
+    parts = [_vnorm(x[a:b]) / math.sqrt(max(b - a, 1)) for a, b in slices]
+    return jnp.max(jnp.stack(parts)).astype(cdt)
+
+
+def dop853_combination(e, e_low):
+    """e^2 / sqrt(e^2 + 0.01 e_low^2) without overflow; 0 when e == 0; e + e_low if non-finite."""
+    safe = jnp.where(e == 0, jnp.ones_like(e), e)
+    comb = jnp.where(e == 0, jnp.zeros_like(e), e * (e / jnp.hypot(safe, 0.1 * e_low)))
+    return jnp.where(jnp.isfinite(e) & jnp.isfinite(e_low), comb, e + e_low)
+
+
+def error_ratio(plan: _Plan, ks, y0, y1, h, rtol, atol, slices, cdt):
+    """The controller's error ratio (no gradient flows through it)."""
+    ks = [lax.stop_gradient(k) for k in ks]
+    y0, y1 = lax.stop_gradient(y0), lax.stop_gradient(y1)
+    dtype = y0.dtype
+    err = _weighted_sum(ks, plan.b_err, h, dtype)
+    scale = jnp.maximum(jnp.abs(y0), jnp.abs(y1)) * jnp.asarray(rtol).astype(dtype) + jnp.asarray(atol).astype(dtype)
+    if plan.b_err_low is None:
+        return rms_norm(err / scale, slices, cdt)
+    err_low = _weighted_sum(ks, plan.b_err_low, h, dtype)
+    e_rel, low_rel = err / scale, err_low / scale
+    parts = slices or ((0, e_rel.shape[0]),)
+    combs = []
+    for a, b in parts:
+        root = math.sqrt(max(b - a, 1))
+        combs.append(dop853_combination(_vnorm(e_rel[a:b]).astype(cdt) / root, _vnorm(low_rel[a:b]).astype(cdt) / root))
+    return combs[0] if len(combs) == 1 else jnp.max(jnp.stack(combs))
+
+
+def initial_step(f, t0, y0, f0, direction, error_order, rtol, atol, slices, args, cdt):
+    """Hairer, Nørsett & Wanner (1993), Solving ODEs I, sec. II.4: the automatic first step."""
+    y0, f0, args = lax.stop_gradient(y0), lax.stop_gradient(f0), lax.stop_gradient(args)
+    dtype = y0.dtype
+    scale = jnp.abs(y0) * jnp.asarray(rtol).astype(dtype) + jnp.asarray(atol).astype(dtype)
+    d0 = rms_norm(y0 / scale, slices, cdt)
+    d1 = rms_norm(f0 / scale, slices, cdt)
+    small = (d0 < 1e-5) | (d1 < 1e-5)
+    h0 = jnp.where(small, jnp.asarray(1e-6, cdt), 0.01 * d0 / jnp.where(small, jnp.ones_like(d1), d1))
+    y1 = y0 + (direction * h0).astype(dtype) * f0
+    f1 = f((t0 + direction * h0).astype(dtype), y1, args)
+    d2 = rms_norm((f1 - f0) / scale, slices, cdt) / h0
+    dm = jnp.maximum(d1, d2)
+    tiny = dm <= 1e-15
+    h1 = jnp.where(tiny, jnp.maximum(jnp.asarray(1e-6, cdt), h0 * 1e-3),
+                   (0.01 / jnp.where(tiny, jnp.ones_like(dm), dm)) ** (1.0 / (error_order + 1)))
+    return jnp.minimum(100 * h0, h1)
+
+
+# ---------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------
+
+class _Carry(NamedTuple):
+    k: jax.Array  # index of the next output time
+    t: jax.Array
+    y: jax.Array
+    fy: jax.Array  # f(t, y) (valid when fy_valid)
+    fy_valid: jax.Array
+    h: jax.Array  # the proposed step (signed)
+    rejected: jax.Array  # a step was rejected since the last accepted one
+    j: jax.Array  # fixed step: steps taken in the current interval
+    steps: jax.Array
+    nfe: jax.Array
+    acc: jax.Array
+    rej: jax.Array
+    status: jax.Array
+    info: jax.Array  # (t, t_next, |h|) where it stopped
+
+
+def _i32(x):
+    return jnp.asarray(x, jnp.int32)
+
+
+def _pack(c: _Carry):
+    """The loop carry as (y, fy, float scalars, int scalars): two small vectors instead of a dozen
+    scalars, which XLA compiles into far fewer kernels (compile time is per kernel on CPU)."""
+    floats = jnp.stack([c.t, c.h, c.info[0], c.info[1], c.info[2]])
+    ints = jnp.stack([c.k, c.j, c.steps, c.nfe, c.acc, c.rej, c.status,
+                      c.fy_valid.astype(jnp.int32), c.rejected.astype(jnp.int32)]).astype(jnp.int32)
+    return c.y, c.fy, floats, ints
+
+
+def _unpack(p) -> _Carry:
+    y, fy, fl, it = p
+    return _Carry(k=it[0], t=fl[0], y=y, fy=fy, fy_valid=it[7] != 0, h=fl[1], rejected=it[8] != 0, j=it[1],
+                  steps=it[2], nfe=it[3], acc=it[4], rej=it[5], status=it[6], info=fl[2:5])
+
+
+def numbers(rtol: float, atol: float, options: dict, cdt):
+    """The traced numbers of a solve: (rtol, atol, fixed step size or 0)."""
+    return jnp.asarray([rtol, atol, options.get("step_size") or 0.0], cdt)
+
+
+def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
+    """Solve y' = f(t, y, args) on a flat state y0 [n]; return (ys [T, n], counts, status, info).
+
+    ``nums`` = (rtol, atol, step_size) from ``numbers``: traced, so one compiled program serves
+    every tolerance (and every step size of a fixed-step solver).
+
+    ``counts`` is int32 [3] = (function evaluations, accepted steps, rejected steps);
+    ``status`` an int32 code (0 = success) and ``info`` = (t where it stopped, the next output
+    time, |step|) in the control dtype.  On failure ys is all NaN.  Times may decrease; they
+    are not differentiated.
+    """
+    plan = _plan(cfg.tableau)
+    opts = cfg.opts
+    cdt = control_dtype()
+    dtype = y0.dtype
+    times = lax.stop_gradient(jnp.asarray(times, cdt))
+    T = times.shape[0]
+    nums = lax.stop_gradient(jnp.asarray(nums, cdt))
+    rtol, atol, step_size = nums[0], nums[1], nums[2]
+    zero_info = jnp.zeros(3, cdt)
+    if T == 1:
+        return y0[None], jnp.zeros(3, jnp.int32), _i32(OK), zero_info
+    direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
+    t0 = times[0]
+    f0 = f(t0.astype(dtype), y0, args)
+    nfe = 1
+    status0 = jnp.where(jnp.all(jnp.isfinite(lax.stop_gradient(y0))), OK, NON_FINITE_Y0).astype(jnp.int32)
+    max_steps = opts["max_steps"]
+
+    if plan.tableau.adaptive:
+        if opts["first_step"] is not None:
+            h = direction * opts["first_step"]
+        else:
+            h = direction * initial_step(f, t0, y0, f0, direction, plan.tableau.error_order,
+                                         rtol, atol, cfg.slices, args, cdt)
+            nfe += 1
+        attempt = _adaptive_attempt(f, plan, cfg, times, direction, args, rtol, atol, cdt)
+    else:
+        h = step_size
+        attempt = _fixed_attempt(f, plan, step_size, times, args, cdt)
+
+    c0 = _Carry(
+        k=_i32(1), t=t0, y=y0, fy=f0, fy_valid=jnp.asarray(True), h=jnp.asarray(h, cdt),
+        rejected=jnp.asarray(False), j=_i32(0), steps=_i32(0), nfe=_i32(nfe), acc=_i32(0), rej=_i32(0),
+        status=status0, info=zero_info,
+    )
+
+    def active(p):
+        ints = p[3]
+        return (ints[0] < T) & (ints[6] == OK) & (ints[2] < max_steps)
+
+    def packed_attempt(p):
+        c2, landed = attempt(_unpack(p))
+        return _pack(c2), landed
+
+    if cfg.driver == "while":
+        buf = jnp.zeros((T,) + y0.shape, dtype).at[0].set(y0)
+
+        def body(state):
+            p, ys = state
+            k = p[3][0]
+            p2, landed = packed_attempt(p)
+            ys = ys.at[k].set(jnp.where(landed, p2[0], ys[k]))
+            return p2, ys
+
+        p, ys = lax.while_loop(lambda s: active(s[0]), body, (_pack(c0), buf))
+        c = _unpack(p)
+    elif cfg.driver == "scan":
+        def skip(p):
+            return p, jnp.asarray(False)
+
+        def body(p, _):
+            p2, landed = lax.cond(active(p), packed_attempt, skip, p)
+            return p2, (p2[0], jnp.where(landed, p[3][0], -1).astype(jnp.int32))
+
+        p, (emitted, hit) = lax.scan(jax.checkpoint(body, prevent_cse=False), _pack(c0), None, length=cfg.length)
+        c = _unpack(p)
+        rows = jnp.zeros(T, jnp.int32).at[jnp.where(hit >= 0, hit, T)].set(
+            jnp.arange(cfg.length, dtype=jnp.int32), mode="drop")
+        ys = jnp.concatenate([y0[None], emitted[rows[1:]]], axis=0)
+    else:
+        raise ValueError(f"unknown driver {cfg.driver!r}")
+
+    exhausted = (c.k < T) & (c.status == OK)
+    code = MAX_STEPS if plan.tableau.adaptive else MAX_STEPS_FIXED
+    status = jnp.where(exhausted, code, c.status).astype(jnp.int32)
+    k_last = jnp.minimum(c.k, T - 1)
+    info = jnp.where(exhausted, jnp.stack([c.t, times[k_last], jnp.abs(c.h)]), c.info)
+    ys = jnp.where(status == OK, ys, jnp.asarray(jnp.nan, dtype))
+    counts = jnp.stack([c.nfe, c.acc, c.rej])
+    return ys, counts, status, info
+
+
+def _ensure_fy(f, plan, c, args):
+    """f(t, y): the carried value (FSAL, or after a rejection) or a fresh evaluation."""
+    if plan.fsal:
+        return c.fy, c.nfe
+    fy = lax.cond(c.fy_valid, lambda: c.fy, lambda: f(c.t.astype(c.y.dtype), c.y, args))
+    return fy, c.nfe + jnp.where(c.fy_valid, 0, 1).astype(jnp.int32)
+
+
+def _adaptive_attempt(f, plan: _Plan, cfg: SolveConfig, times, direction, args, rtol, atol, cdt):
+    opts = cfg.opts
+    safety, ifactor, dfactor = opts["safety"], opts["ifactor"], opts["dfactor"]
+    exponent = plan.exponent
+    n_new = len(plan.c) - 1
+
+    def attempt(c: _Carry):
+        t_next = times[c.k]
+        clipped = direction * (c.t + c.h - t_next) >= -1e-12 * jnp.abs(c.h)
+        h_try = jnp.where(clipped, t_next - c.t, c.h)
+        underflow = jnp.abs(h_try) <= 4 * jnp.spacing(jnp.maximum(jnp.abs(c.t), jnp.asarray(1.0, cdt)))
+        fy, nfe = _ensure_fy(f, plan, c, args)
+        y_new, ks = rk_step(f, plan, c.t, c.y, fy, h_try, args)
+        ratio = error_ratio(plan, ks, c.y, y_new, h_try, rtol, atol, cfg.slices, cdt)
+        finite = jnp.isfinite(ratio)
+        ok = finite & ~underflow
+        accept = ok & (ratio <= 1.0)
+        reject = ok & (ratio > 1.0)
+        grow = safety * ratio ** -exponent
+        factor = jnp.where(ratio == 0.0, ifactor, jnp.minimum(ifactor, jnp.maximum(1.0, grow)))
+        factor = jnp.where(c.rejected, 1.0, factor)
+        h_prop = h_try * factor
+        h_acc = jnp.where(~clipped | (jnp.abs(h_prop) > jnp.abs(c.h)), h_prop, c.h)
+        h_rej = h_try * jnp.maximum(dfactor, grow)
+        t_new = jnp.where(accept, jnp.where(clipped, t_next, c.t + h_try), c.t)
+        landed = accept & (direction * (t_next - t_new) <= 0)
+        status = jnp.where(underflow, UNDERFLOW, jnp.where(finite, OK, NON_FINITE)).astype(jnp.int32)
+        if plan.fsal:
+            fy_out, fy_valid = jnp.where(accept, ks[-1], fy), jnp.asarray(True)
+        else:
+            fy_out, fy_valid = fy, ~accept
+        c2 = _Carry(
+            k=c.k + landed.astype(jnp.int32),
+            t=t_new.astype(cdt),
+            y=jnp.where(accept, y_new, c.y),
+            fy=fy_out,
+            fy_valid=fy_valid,
+            h=jnp.where(accept, h_acc, jnp.where(reject, h_rej, c.h)).astype(cdt),
+            rejected=jnp.where(accept, False, jnp.where(reject, True, c.rejected)),
+            j=c.j,
+            steps=c.steps + 1,
+            nfe=jnp.where(underflow, c.nfe, nfe + n_new).astype(jnp.int32),
+            acc=c.acc + accept.astype(jnp.int32),
+            rej=c.rej + reject.astype(jnp.int32),
+            status=status,
+            info=jnp.where(status != OK, jnp.stack([c.t, t_next, jnp.abs(h_try)]), c.info).astype(cdt),
+        )
+        return c2, landed
+
+    return attempt
+
+
+def _fixed_attempt(f, plan: _Plan, step_size, times, args, cdt):
+    n_new = len(plan.c) - 1
+
+    def attempt(c: _Carry):
+        t_prev, t_next = times[c.k - 1], times[c.k]
+        n = jnp.maximum(1.0, jnp.ceil(jnp.abs(t_next - t_prev) / step_size - 1e-9))
+        h = (t_next - t_prev) / n
+        fy, nfe = _ensure_fy(f, plan, c, args)
+        y_new, ks = rk_step(f, plan, c.t, c.y, fy, h, args)
+        last = (c.j + 1).astype(cdt) >= n
+        t_new = jnp.where(last, t_next, c.t + h)
+        bad = last & ~jnp.all(jnp.isfinite(lax.stop_gradient(y_new)))
+        status = jnp.where(bad, NON_FINITE_FIXED, OK).astype(jnp.int32)
+        c2 = _Carry(
+            k=c.k + last.astype(jnp.int32),
+            t=t_new.astype(cdt),
+            y=y_new,
+            fy=ks[-1] if plan.fsal else fy,
+            fy_valid=jnp.asarray(bool(plan.fsal)),
+            h=c.h,
+            rejected=c.rejected,
+            j=jnp.where(last, 0, c.j + 1).astype(jnp.int32),
+            steps=c.steps + 1,
+            nfe=(nfe + n_new).astype(jnp.int32),
+            acc=c.acc + 1,
+            rej=c.rej,
+            status=status,
+            info=jnp.where(bad, jnp.stack([t_new, t_next, jnp.abs(h)]), c.info).astype(cdt),
+        )
+        return c2, last
+
+    return attempt
+
+
+# jit-compiled entry point; f and cfg are static (hashable), so a repeated eager call with the
+# same function, solver, tolerances and options reuses the compiled program.  Inside an outer
+# jit this is simply inlined.
+integrate_jit = jax.jit(integrate, static_argnums=(0, 1))
+
+
+def fixed_step_count(times, step_size: float, cdt) -> int:
+    """The number of steps a fixed-step solve over concrete ``times`` takes (as the loop counts)."""
+    ts = np.asarray(times, dtype=cdt)
+    d = np.abs(np.diff(ts)).astype(cdt)
+    n = np.maximum(1.0, np.ceil(d / np.asarray(step_size, cdt) - np.asarray(1e-9, cdt)))
+    return int(n.sum())
+
+
+# ---------------------------------------------------------------------------------------
+# status -> odebench error
+# ---------------------------------------------------------------------------------------
+
+def error_for(status: int, info, max_steps: int, what: str = "the state") -> Optional[Exception]:
+    """The odebench error for a loop's status (None for success); messages as in torch."""
+    t, t_next, h = (float(x) for x in info)
+    if status == OK:
+        return None
+    if status == MAX_STEPS:
+        return MaxStepsError(
+            f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g} "
+            f"(last step {abs(h):.3g}); raise options['max_steps'] or loosen rtol/atol"
+        )
+    if status == MAX_STEPS_FIXED:
+        return MaxStepsError(f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g}")
+    if status == NON_FINITE:
+        return NonFiniteStateError(f"non-finite value (nan/inf) in {what} at t={t:.10g} (step {h:.3g})")
+    if status == UNDERFLOW:
+        return NonFiniteStateError(
+            f"step size underflow ({abs(h):.3g}) at t={t:.10g}: the problem is stiff or the dynamics blow up"
+        )
+    if status == NON_FINITE_FIXED:
+        return NonFiniteStateError(f"non-finite value (nan/inf) in {what} at t={t:.10g}")
+    if status == NON_FINITE_Y0:
+        return NonFiniteStateError("non-finite value (nan/inf) in y0")
+    return NonFiniteStateError(f"solver failed with status {status}")

@@ -1,0 +1,354 @@
+"""What the harness needs from jax: devices, seeding, a synchronised clock, memory, the train step.
+
+The harness owns the loop and the bookkeeping; this module is the only place where jax is
+driven on its behalf (the jax counterpart of ``odebench_torch.runtime``).
+
+Memory (``memory_kind``):
+
+* GPU: ``jax_peak_bytes_in_use`` -- ``device.memory_stats()["peak_bytes_in_use"]`` read after
+  the step.  XLA's allocator cannot reset its peak, so this is the high-water mark of the
+  process so far (it includes earlier cells of the same run and the parameters and data).
+* CPU: ``xla_temp_bytes`` -- ``temp_size_in_bytes`` of the compiled value-and-grad program's
+  memory analysis (``jax.jit(f).lower(...).compile().memory_analysis()``): the scratch memory
+  XLA plans for one training step's forward and backward, i.e. the activations kept for the
+  backward pass plus the solver's working buffers.  Parameters, batch and outputs are not in
+  it.  It is a static figure of the program (the same for every iteration of a cell).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+from odebench.errors import InvalidInputError
+from odebench.specs import SolveStats
+
+DTYPES = ("float32", "float64")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass
+class StepResult:
+    loss: float
+    time_forward_s: float
+    time_backward_s: float
+    memory_bytes: Optional[int]
+
+
+def _gpus() -> list:
+    try:
+        return list(jax.devices("gpu"))
+    except RuntimeError:  # no GPU backend in this jaxlib
+        return []
+
+
+def _gpu_index(device: str) -> int:
+    if device == "cuda":
+        return 0
+    head, _, index = device.partition(":")
+    if head != "cuda" or not index.isdigit():
+        raise InvalidInputError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, auto")
+    return int(index)
+
+
+def jax_device(device: str):
+    """The jax Device for a resolved device string ("cpu", "cuda", "cuda:N")."""
+    if device == "cpu":
+        return jax.devices("cpu")[0]
+    gpus = _gpus()
+    index = _gpu_index(device)
+    if index >= len(gpus):
+        raise InvalidInputError(
+            f"--device {device} asked for, but jax {jax.__version__} sees "
+            f"{'no GPU' if not gpus else f'only {len(gpus)} GPU(s)'}; use cpu or auto"
+        )
+    return gpus[index]
+
+
+def enable_float64() -> None:
+    """float64 in jax needs the x64 switch; turn it on (arrays made earlier keep their dtype)."""
+    if not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+
+
+def block(value: Any) -> Any:
+    """Wait for every array in ``value`` (a pytree) to be computed."""
+    return jax.block_until_ready(value)
+
+
+class JaxRuntime:
+    framework = "jax"
+
+    @staticmethod
+    def resolve_device(device: str) -> str:
+        if device == "auto":
+            return "cuda" if _gpus() else "cpu"
+        if device == "cpu":
+            return device
+        if device.startswith("cuda"):
+            index = _gpu_index(device)
+            gpus = _gpus()
+            if not gpus:
+                raise InvalidInputError(f"--device {device} asked for, but jax {jax.__version__} sees no GPU; use cpu or auto")
+            if index >= len(gpus):
+                raise InvalidInputError(
+                    f"--device {device} asked for, but jax {jax.__version__} sees only {len(gpus)} GPU(s)"
+                )
+            return device
+        raise InvalidInputError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N, auto")
+
+    @staticmethod
+    def resolve_dtype(dtype: str):
+        """jnp.float32 or jnp.float64; float64 switches jax's x64 mode on (process-wide)."""
+        if dtype == "float32":
+            return jnp.float32
+        if dtype == "float64":
+            enable_float64()
+            return jnp.float64
+        raise InvalidInputError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+
+    @staticmethod
+    def seed(seed: int) -> None:
+        """Seed Python's and numpy's global generators (jax has no global random state;
+        tasks draw their numbers from numpy with the cell's seed)."""
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    @staticmethod
+    def gpu_name(device: str) -> Optional[str]:
+        return jax_device(device).device_kind if device.startswith("cuda") else None
+
+    @staticmethod
+    def memory_kind(device: str) -> str:
+        return "jax_peak_bytes_in_use" if device.startswith("cuda") else "xla_temp_bytes"
+
+    @staticmethod
+    def synchronize(device: str, value: Any = None) -> None:
+        """Wait for ``value`` (any pytree of arrays) and for pending host callbacks (the NFE
+        counters).  jax dispatches asynchronously, so a clock is read only after this."""
+        if value is not None:
+            jax.block_until_ready(value)
+        jax.effects_barrier()
+
+    def trainer(self, problem, odeint: Callable, device: str) -> "JaxTrainer":
+        return JaxTrainer(self, problem, odeint, device)
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+def make_optimizer(name: str, kwargs: dict):
+    """An optax GradientTransformation from torch-style ``(name, kwargs)``.
+
+    Same update rules and defaults as torch.optim: ``adam`` (lr, betas, eps, weight_decay as
+    an L2 term added to the gradient), ``adamw`` (decoupled weight_decay, torch's default
+    0.01), ``sgd`` (lr, momentum, nesterov, weight_decay).  ``learning_rate`` is accepted for
+    ``lr``.
+    """
+    import optax
+
+    if name not in OPTIMIZERS:
+        raise InvalidInputError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+    kw = dict(kwargs)
+    if "learning_rate" in kw:
+        kw["lr"] = kw.pop("learning_rate")
+    allowed = {"adam": {"lr", "betas", "eps", "weight_decay"},
+               "adamw": {"lr", "betas", "eps", "weight_decay"},
+               "sgd": {"lr", "momentum", "nesterov", "weight_decay", "dampening"}}[name]
+    unknown = sorted(set(kw) - allowed)
+    if unknown:
+        raise InvalidInputError(f"optimizer {name!r}: unsupported option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    lr = float(kw.get("lr", 1e-3))
+    if name in ("adam", "adamw"):
+        b1, b2 = kw.get("betas", (0.9, 0.999))
+        eps = float(kw.get("eps", 1e-8))
+        if name == "adamw":
+            return optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=float(kw.get("weight_decay", 1e-2)))
+        wd = float(kw.get("weight_decay", 0.0))
+        adam = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+        return optax.chain(optax.add_decayed_weights(wd), adam) if wd else adam
+    if float(kw.get("dampening", 0.0)) != 0.0:
+        raise InvalidInputError("optimizer 'sgd': dampening other than 0 is not supported in jax")
+    momentum = float(kw.get("momentum", 0.0))
+    sgd = optax.sgd(lr, momentum=momentum or None, nesterov=bool(kw.get("nesterov", False)))
+    wd = float(kw.get("weight_decay", 0.0))
+    return optax.chain(optax.add_decayed_weights(wd), sgd) if wd else sgd
+
+
+# --------------------------------------------------------------------------- the train step
+
+
+def _signature(tree) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((np.shape(x), str(jnp.result_type(x))) for x in leaves)
+
+
+def _timing_odeint(odeint: Callable) -> tuple:
+    """(odeint, stats) for the forward-only timing program, counting into a SolveStats of its own.
+
+    The harness binds its SolveStats as ``functools.partial(..., stats=stats)``; the extra
+    forward-only run must not add to it, so the timing program counts into another one
+    (returned; None when odeint binds no stats -- then there is nothing to protect).
+    """
+    if isinstance(odeint, functools.partial) and "stats" in (odeint.keywords or {}):
+        stats = SolveStats()
+        return functools.partial(odeint, stats=stats), stats
+    return odeint, None
+
+
+def _loss_fn_from_protocol(problem) -> Callable:
+    """A pure loss_fn(params, batch, odeint) for a problem that has only TaskProblem's
+    ``loss(batch, odeint)`` reading ``problem.model``: the params are swapped in while jit traces."""
+
+    def loss_fn(params, batch, odeint):
+        saved = problem.model
+        problem.model = params
+        try:
+            return problem.loss(batch, odeint)
+        finally:
+            problem.model = saved
+
+    return loss_fn
+
+
+class JaxTrainer:
+    """value_and_grad + optax under jax.jit, forward and backward timed after block_until_ready.
+
+    The problem interface (jax tasks; see ``odebench_tasks.cnf.jax_model``):
+
+    * ``problem.model`` -- the parameters as a pytree of jax arrays (on the cell's device, in
+      its dtype).  It is the initial point; the trainer writes the current parameters back to
+      ``problem.model`` after every optimizer step, so ``evaluate``/``artifacts`` see them.
+    * ``problem.optimizer`` -- ``(name, kwargs)`` in torch's spelling (see make_optimizer).
+    * ``problem.batch(iteration)`` -- a pytree of arrays holding everything random the loss
+      needs at that iteration (e.g. the CNF's Hutchinson noise), so the loss stays pure.
+      Batches of one cell must share shapes and dtypes (one compile per cell).
+    * ``problem.loss_fn(params, batch, odeint) -> scalar`` -- pure and jittable; the odeint
+      (the backend's, with solver, tolerances and counters bound) is closed over, params and
+      batch are the jitted program's arguments.  (``problem.loss(batch, odeint)`` of the
+      TaskProblem protocol is ``loss_fn(problem.model, batch, odeint)``.)  A problem without
+      ``loss_fn`` is trained through ``loss(batch, odeint)`` with the traced params swapped
+      into ``problem.model`` while jit traces -- fine when loss reads the parameters only there.
+    * ``problem.evaluate(odeint) -> float``, ``extras()``, ``artifacts(odeint, out_dir, stem)``.
+
+    Three programs are compiled once per cell, ahead of time, on the first step:
+    ``loss`` (forward alone), ``value_and_grad(loss)`` and the optax update.
+
+    Measurement (architecture.md section 4):
+
+    * iteration 0 reports the compile: time_forward_s = compile time of the loss program,
+      time_backward_s = compile time of the value-and-grad and update programs (so the
+      harness's ``compile_s`` is the pure compile time of the cell's train step; the first
+      executions that follow are not timed);
+    * every step then runs the jitted loss alone (forward time), then the jitted
+      value_and_grad; **backward time = value_and_grad time - forward time** (clamped at 0),
+      each clock read after ``block_until_ready``.  The optimizer update is not timed
+      (torch's optimizer.step() is not either);
+    * counters: the forward-only run counts into a SolveStats of its own (``timing_stats``,
+      see _timing_odeint), so the harness's SolveStats holds exactly one forward and one
+      backward per step; ``jax.effects_barrier()`` makes sure every count has arrived before
+      step() returns.
+    * memory: see the module doc (``xla_temp_bytes`` of the value-and-grad program on CPU,
+      the device's ``peak_bytes_in_use`` on GPU), read on the probed iterations.
+    """
+
+    def __init__(self, runtime: JaxRuntime, problem, odeint: Callable, device: str) -> None:
+        import optax
+
+        self.runtime, self.problem, self.odeint, self.device = runtime, problem, odeint, device
+        self.jax_device = jax_device(device)
+        self.gpu = device.startswith("cuda")
+        name, kwargs = problem.optimizer
+        self.optimizer = make_optimizer(name, kwargs)
+        self.params = jax.device_put(problem.model, self.jax_device)
+        self.opt_state = self.optimizer.init(self.params)
+
+        loss_fn = getattr(problem, "loss_fn", None) or _loss_fn_from_protocol(problem)
+        forward_odeint, self.timing_stats = _timing_odeint(odeint)
+
+        def loss(params, batch):
+            return loss_fn(params, batch, forward_odeint)
+
+        def loss_and_grad(params, batch):
+            return jax.value_and_grad(lambda p: loss_fn(p, batch, odeint))(params)
+
+        def update(grads, opt_state, params):
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        self._jit_loss = jax.jit(loss)
+        self._jit_grad = jax.jit(loss_and_grad)
+        self._jit_update = jax.jit(update)
+        self._compiled: dict = {}  # signature of (params, batch) -> (loss, grad, update) programs
+        self.compile_s: Optional[float] = None
+        self.temp_bytes: Optional[int] = None
+
+    def n_params(self) -> int:
+        return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.problem.model)))
+
+    def _programs(self, batch):
+        """The three compiled programs for this batch's shapes, and the compile seconds it took."""
+        key = (_signature(self.params), _signature(batch))
+        if key in self._compiled:
+            return self._compiled[key], 0.0, 0.0
+        t0 = time.perf_counter()
+        loss_c = self._jit_loss.lower(self.params, batch).compile()
+        t1 = time.perf_counter()
+        grad_c = self._jit_grad.lower(self.params, batch).compile()
+        grads_info = grad_c.out_info[1]
+        update_c = self._jit_update.lower(grads_info, self.opt_state, self.params).compile()
+        t2 = time.perf_counter()
+        analysis = grad_c.memory_analysis()
+        if analysis is not None:
+            self.temp_bytes = int(analysis.temp_size_in_bytes)
+        programs = (loss_c, grad_c, update_c)
+        self._compiled[key] = programs
+        if self.compile_s is None:
+            self.compile_s = t2 - t0
+        return programs, t1 - t0, t2 - t1
+
+    def _memory(self) -> Optional[int]:
+        if self.gpu:
+            stats = self.jax_device.memory_stats() or {}
+            peak = stats.get("peak_bytes_in_use")
+            return int(peak) if peak is not None else None
+        return self.temp_bytes
+
+    def step(self, iteration: int, probe_memory: bool = False) -> StepResult:
+        batch = jax.device_put(self.problem.batch(iteration), self.jax_device)
+        (loss_c, grad_c, update_c), compile_fwd, compile_bwd = self._programs(batch)
+        block(batch)
+        block(self.params)
+        if self.timing_stats is not None:
+            self.timing_stats.reset()
+
+        t0 = time.perf_counter()
+        block(loss_c(self.params, batch))
+        t1 = time.perf_counter()
+        value, grads = block(grad_c(self.params, batch))
+        t2 = time.perf_counter()
+        jax.effects_barrier()  # every count callback has reached the SolveStats
+
+        self.params, self.opt_state = update_c(grads, self.opt_state, self.params)
+        self.problem.model = self.params
+        loss = float(value)
+        memory = self._memory() if probe_memory else None
+        if iteration == 0 and (compile_fwd or compile_bwd):
+            # the warm-up: report the compile (the harness records iteration 0 as compile_s)
+            return StepResult(loss, compile_fwd, compile_bwd, memory)
+        forward = t1 - t0
+        return StepResult(loss, forward, max(t2 - t1 - forward, 0.0), memory)
+
+    def evaluate(self, odeint: Callable) -> float:
+        """The task's metric with the current parameters (no gradients are taken)."""
+        value = float(self.problem.evaluate(odeint))
+        jax.effects_barrier()
+        return value

@@ -1,0 +1,222 @@
+"""Gradients of the jax backends checked against each other and finite differences; the
+seminorm's saving; counts leaving jit through the stats callback.  float64 throughout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+
+from odebench.plugins import make_registry  # noqa: E402
+from odebench.specs import SolveStats  # noqa: E402
+
+REG = make_registry(["odebench_jax"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def x64():
+    old = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)
+
+
+def mlp(t, y, p):
+    """f(t, y) = W2 tanh(W1 [y, t] + b1) + b2: time-dependent, every parameter used."""
+    tt = jnp.broadcast_to(t, y.shape[:-1] + (1,))
+    h = jnp.tanh(jnp.concatenate([y, tt], axis=-1) @ p["W1"].T + p["b1"])
+    return h @ p["W2"].T + p["b2"]
+
+
+def mlp_params(dim=3, hidden=16, seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    shapes = {"W1": (hidden, dim + 1), "b1": (hidden,), "W2": (dim, hidden), "b2": (dim,)}
+    return {k: jnp.asarray(rng.normal(size=s) * scale) for k, s in shapes.items()}
+
+
+def _loss_fn(name, t, tol, stats=None, **kw):
+    backend = REG.backend(name)
+
+    def loss(y0, params):
+        ys = backend.odeint(mlp, y0, t, params, solver="dopri5", rtol=tol, atol=tol, stats=stats, **kw)
+        weights = jnp.linspace(0.5, 1.5, ys.size, dtype=ys.dtype).reshape(ys.shape)
+        return jnp.sum(weights * ys) + jnp.sum(ys[-1] ** 2)  # every output time contributes
+
+    return loss
+
+
+def _rel(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def _grads(name, y0, params, t, tol, **kw):
+    stats = SolveStats()
+    loss, grads = jax.value_and_grad(_loss_fn(name, t, tol, stats=stats, **kw), argnums=(0, 1))(y0, params)
+    return float(loss), grads, stats
+
+
+@pytest.fixture(scope="module")
+def backprop_reference():
+    params = mlp_params()
+    y0 = jnp.asarray(np.random.default_rng(1).normal(size=(4, 3)))
+    t = jnp.asarray([0.0, 0.3, 0.7, 1.2, 2.0])
+    return y0, params, t, _grads("jax-backprop", y0, params, t, 1e-10)
+
+
+@pytest.mark.parametrize("name", ["jax-adjoint", "jax-adjoint-seminorm"])
+def test_adjoint_matches_backprop(name, backprop_reference):
+    y0, params, t, (loss_b, (gy_b, gp_b), stats_b) = backprop_reference
+    loss_a, (gy_a, gp_a), stats = _grads(name, y0, params, t, 1e-10)
+    assert loss_a == pytest.approx(loss_b, rel=1e-12)
+    assert stats.nfe_backward > 0 and stats_b.nfe_backward == 0
+    assert stats.nfe_forward == stats_b.nfe_forward and stats.steps_accepted == stats_b.steps_accepted
+    assert _rel(gy_a, gy_b) <= 1e-6, ("y0", _rel(gy_a, gy_b))
+    for key in params:
+        assert _rel(gp_a[key], gp_b[key]) <= 1e-6, (key, _rel(gp_a[key], gp_b[key]))
+
+
+def test_gradients_match_finite_differences():
+    params = mlp_params(dim=2, hidden=8, seed=3)
+    y0 = jnp.asarray([[0.4, -0.7]])
+    t = jnp.asarray([0.0, 0.5, 1.0])
+    loss = _loss_fn("jax-adjoint", t, 1e-12)
+    _, (_, g) = jax.value_and_grad(loss, argnums=(0, 1))(y0, params)
+    w = np.asarray(params["W1"])
+    eps = 1e-6
+    for idx in [(0, 0), (3, 1), (7, 2)]:
+        plus, minus = w.copy(), w.copy()
+        plus[idx] += eps
+        minus[idx] -= eps
+        fd = (float(loss(y0, {**params, "W1": jnp.asarray(plus)}))
+              - float(loss(y0, {**params, "W1": jnp.asarray(minus)}))) / (2 * eps)
+        assert abs(fd - float(g["W1"][idx])) <= 1e-6 * max(1.0, abs(fd)), (idx, fd, float(g["W1"][idx]))
+
+
+def test_tuple_state_gradients_agree():
+    """A (z, logp)-like tuple state: gradients flow through both components on all backends."""
+    params = mlp_params(dim=2, hidden=8, seed=5)
+
+    def pair(t, state, p):
+        z, logp = state
+        dz = mlp(t, z, p)
+        return dz, -jnp.sum(dz * z, axis=-1, keepdims=True)
+
+    z0 = jnp.asarray(np.random.default_rng(2).normal(size=(5, 2)))
+    l0 = jnp.zeros((5, 1))
+    t = jnp.asarray([0.0, 0.5, 1.0])
+    results = {}
+    for name in ("jax-backprop", "jax-adjoint", "jax-adjoint-seminorm"):
+        backend = REG.backend(name)
+
+        def loss(z, p):
+            zs, ls = backend.odeint(pair, (z, l0), t, p, rtol=1e-10, atol=1e-10)
+            assert zs.shape == (3, 5, 2) and ls.shape == (3, 5, 1)
+            return jnp.sum(zs[-1] ** 2) + jnp.sum(ls[-1])
+
+        results[name] = jax.grad(loss, argnums=(0, 1))(z0, params)
+    ref_z, ref_p = results["jax-backprop"]
+    for name in ("jax-adjoint", "jax-adjoint-seminorm"):
+        gz, gp = results[name]
+        assert _rel(gz, ref_z) <= 1e-6
+        for key in params:
+            assert _rel(gp[key], ref_p[key]) <= 1e-6, (name, key)
+
+
+def test_seminorm_saves_backward_evaluations():
+    """Kidger, Chen & Lyons (2021): ignoring the parameter channels in the backward norm."""
+    rng = np.random.default_rng(0)
+    sizes = [(2, 48), (48, 48), (48, 2)]
+    params = []
+    for fan_in, fan_out in sizes:  # torch.nn.Linear's init, then x1.5: a problem with real work to do
+        bound = 1.0 / np.sqrt(fan_in)
+        params.append((jnp.asarray(rng.uniform(-bound, bound, (fan_in, fan_out)) * 1.5),
+                       jnp.asarray(rng.uniform(-bound, bound, fan_out) * 1.5)))
+    assert sum(w.size + b.size for w, b in params) >= 1000
+
+    def net(t, y, p):
+        for i, (w, b) in enumerate(p):
+            y = y @ w + b
+            if i < len(p) - 1:
+                y = jnp.tanh(y)
+        return y
+
+    y0 = jnp.asarray(rng.normal(size=(64, 2)))
+    t = jnp.asarray([0.0, 3.0])
+    out = {}
+    for name in ("jax-backprop", "jax-adjoint", "jax-adjoint-seminorm"):
+        stats = SolveStats()
+        backend = REG.backend(name)
+
+        def loss(y, p):
+            ys = backend.odeint(net, y, t, p, rtol=1e-6, atol=1e-6, stats=stats)
+            return jnp.sum(ys[-1] ** 2)
+
+        out[name] = (jax.grad(loss, argnums=(0, 1))(y0, params), stats)
+    (g_semi, s_semi), (g_adj, s_adj), (g_bp, _) = (out["jax-adjoint-seminorm"], out["jax-adjoint"],
+                                                    out["jax-backprop"])
+    assert s_semi.nfe_forward == s_adj.nfe_forward
+    assert s_semi.nfe_backward < s_adj.nfe_backward, (s_semi.nfe_backward, s_adj.nfe_backward)
+    for ga, gb in zip(jax.tree_util.tree_leaves(g_semi), jax.tree_util.tree_leaves(g_bp)):
+        assert _rel(ga, gb) <= 1e-4
+
+
+def test_adjoint_tolerances_can_be_set():
+    params = mlp_params()
+    y0 = jnp.asarray(np.random.default_rng(4).normal(size=(4, 3)))
+    t = jnp.asarray([0.0, 1.0])
+    _, _, loose = _grads("jax-adjoint", y0, params, t, 1e-8, adjoint_rtol=1e-3, adjoint_atol=1e-3)
+    _, _, tight = _grads("jax-adjoint", y0, params, t, 1e-8)
+    assert loose.nfe_forward == tight.nfe_forward
+    assert loose.nfe_backward < tight.nfe_backward
+
+
+@pytest.mark.parametrize("name", ["jax-backprop", "jax-adjoint"])
+def test_counts_leave_jit_through_the_stats_callback(name):
+    params = mlp_params(dim=2, hidden=8, seed=7)
+    y0 = jnp.asarray([[0.3, -0.2], [0.1, 0.5]])
+    t = jnp.asarray([0.0, 0.5, 1.0])
+    eager = SolveStats()
+    loss_e, _ = jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=eager), argnums=(0, 1))(y0, params)
+    assert eager.nfe_forward > 0 and eager.steps_accepted > 0
+
+    stats = SolveStats()
+    step = jax.jit(jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=stats), argnums=(0, 1)))
+    for i in range(1, 3):  # each execution adds one forward (and one backward) solve's counts
+        loss, _ = step(y0, params)
+        jax.block_until_ready(loss)
+        jax.effects_barrier()
+        assert float(loss) == pytest.approx(float(loss_e), rel=1e-12)
+        assert stats.nfe_forward == i * eager.nfe_forward
+        assert stats.steps_accepted == i * eager.steps_accepted
+        assert stats.steps_rejected == i * eager.steps_rejected
+        assert stats.nfe_backward == i * eager.nfe_backward
+        assert stats.steps_accepted_backward == i * eager.steps_accepted_backward
+    assert (stats.nfe_backward > 0) == (name == "jax-adjoint")
+    assert REG.backend(name).last_stats is stats
+
+
+def test_backprop_memory_is_bounded_by_max_steps():
+    """jax-backprop's residuals are O(max_steps x state): the compiled program's temp memory
+    grows with max_steps, not with the tolerance (the number of steps actually taken)."""
+    params = mlp_params(dim=2, hidden=8, seed=9)
+    y0 = jnp.asarray(np.random.default_rng(3).normal(size=(16, 2)))
+    t = jnp.asarray([0.0, 1.0])
+    backend = REG.backend("jax-backprop")
+
+    def temp_bytes(max_steps):
+        def loss(y):
+            return jnp.sum(backend.odeint(mlp, y, t, params, rtol=1e-6, atol=1e-6,
+                                          options={"max_steps": max_steps})[-1])
+
+        analysis = jax.jit(jax.grad(loss)).lower(y0).compile().memory_analysis()
+        if analysis is None:
+            pytest.skip("no memory analysis on this backend")
+        return analysis.temp_size_in_bytes
+
+    small, large = temp_bytes(256), temp_bytes(1024)
+    state_bytes = y0.size * 8
+    assert large > 2 * small
+    assert large < 1024 * state_bytes * 8  # a few copies of the state per iteration, not per stage
