@@ -112,7 +112,10 @@ def test_interrupted_run_keeps_finished_rows(tmp_path, sig):
     cmd = [sys.executable, "-m", "odebench", "run", "-p", "odebench_decay", "--task", "decay",
            "--backend", "torch-backprop", "--tol", "1e-3,1e-4,1e-5,1e-6,1e-7,1e-8", "--steps", "150",
            "--out", str(tmp_path), "--run-id", "k", "--quiet"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A shell starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN;
+    # restore the default so the child gets KeyboardInterrupt however the suite was launched.
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     path = tmp_path / "k.parquet"
     deadline = time.time() + 120
     while time.time() < deadline and not path.exists():
