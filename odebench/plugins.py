@@ -23,7 +23,7 @@ from .errors import DuplicateNameError, MissingDependencyError, PluginLoadError,
 from .specs import BackendSpec, SolverSpec, TaskSpec, Tableau
 
 ENTRY_POINT_GROUP = "odebench"
-BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch", "odebench_tasks")
+BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch", "odebench_jax", "odebench_tasks")
 PLUGINS_ENV = "ODEBENCH_PLUGINS"
 DISABLE_ENV = "ODEBENCH_DISABLE_PLUGINS"
 KINDS = ("solver", "backend", "task")

@@ -18,7 +18,7 @@ import jax.numpy as jnp  # noqa: E402
 from odebench.plugins import make_registry  # noqa: E402
 from odebench.specs import SolveStats  # noqa: E402
 
-REG = make_registry(["odebench_jax"])
+REG = make_registry()
 SOLVERS = ("dopri5", "tsit5", "bosh3", "dopri8")
 TOLS = (1e-4, 1e-7, 1e-10)
 

@@ -24,11 +24,8 @@ def one_torch_thread():
 
 
 def test_torch_and_jax_in_one_run(tmp_path, one_torch_thread):
-    missing = [b for b in BACKENDS if b not in make_registry(["odebench_jax"]).names("backend")]
-    if missing:
-        pytest.skip(f"backend(s) {', '.join(missing)} not registered (the odebench_jax plugin did not load)")
     result = CliRunner().invoke(main, [
-        "run", "-p", "odebench_jax",  # a no-op when odebench_jax is already a built-in
+        "run",
         "--task", "cnf", "--backend", ",".join(BACKENDS), "--tol", "1e-3", "--steps", "3",
         "--opt", "n_train=256", "--opt", "n_test=128", "--opt", "batch_size=64", "--opt", "hidden=16",
         "--opt", "layers=1",  # jit compile time grows with depth; test_cnf_jax covers layers=2
@@ -45,7 +42,8 @@ def test_torch_and_jax_in_one_run(tmp_path, one_torch_thread):
     assert (frame["peak_memory_bytes"] > 0).all()
     for name in ("torch-adjoint", "jax-adjoint"):
         assert frame.loc[name, "nfe_backward"] > 0
-    assert frame.loc["jax-backprop", "nfe_backward"] == 0
+    # jax-backprop recomputes each accepted step in the backward pass (dopri5: 7 evaluations)
+    assert frame.loc["jax-backprop", "nfe_backward"] == pytest.approx(7 * frame.loc["jax-backprop", "steps_accepted"])
     assert (frame["nfe_forward"] > 0).all()
     assert (frame["compile_s"] > 0).all()
     assert (frame["time_forward_s"] > 0).all() and (frame["time_backward_s"] >= 0).all()

@@ -50,9 +50,11 @@ from .integrate import (
     fixed_step_count,
     integrate,
     integrate_jit,
+    backprop_backward,
     make_config,
     numbers,
     resolve_options,
+    step_evaluations,
 )
 from .state import FlatFunc, Layout, check_function, check_times, check_tolerance, is_tracer, make_state
 
@@ -205,44 +207,75 @@ class JaxBackend:
 
 
 class BackpropBackend(JaxBackend):
-    """Reverse mode through the solver's operations: exact gradient of the discretisation.
+    """Reverse mode through the solver's steps: the exact gradient of the discretisation.
 
-    Without a derivative the solve is a ``lax.while_loop`` (the primal of a ``jax.custom_jvp``).
-    When differentiated, the same attempt body runs in a ``lax.scan`` of max_steps iterations
-    (an iteration after the end is skipped by ``lax.cond``) with each iteration under
-    ``jax.checkpoint``: reverse mode stores the loop carry and the emitted y of every
-    iteration -- about 3 x max_steps x the state size, whether or not the steps were used --
-    and recomputes each step's stages in the backward pass.  So memory is O(max_steps x
-    state), independent of the activations inside func, and max_steps defaults to 4096 here
-    (diffrax's default) instead of 10,000; fixed-step solvers use a scan exactly as long as
-    the number of steps when t is concrete.  Step-size control is not differentiated (as in
-    torch: accepted steps are fixed in the backward pass).
+    A ``jax.custom_vjp``.  Without a derivative the solve is the plain ``lax.while_loop``.
+    Differentiated, the same loop also records a tape of the accepted steps -- the state before
+    each step, its t and h, and the output time it landed on -- in buffers of max_steps rows.
+    The backward pass walks the tape from the last step to the first in a ``lax.while_loop``,
+    recomputing each step's stages under ``jax.vjp`` (a checkpoint per step): it costs one
+    step's evaluations (every stage, f(t, y) included) per accepted step, counted as
+    ``nfe_backward``, and does work only for the steps taken.  Memory: the tape, max_steps x
+    the state size whatever the number of steps taken, plus one step's activations; so
+    max_steps defaults to 4096 here (diffrax's default) instead of 10,000.  Step-size control
+    is not differentiated (as in torch: the accepted steps are constants of the backward pass).
+    Reverse mode only (``jax.grad``, ``jax.vjp``); forward mode (``jax.jvp``) is not defined.
     """
 
     method = "backprop"
     max_steps_default = BACKPROP_MAX_STEPS
 
     def _run(self, problem: _Problem, stats: SolveStats):
-        opts = problem.options
-        length = opts["max_steps"]
-        if not problem.tableau.adaptive and problem.times_list is not None:
-            needed = fixed_step_count(problem.times_list, opts["step_size"], problem.cdt)
-            length = min(length, needed + len(problem.times_list))  # slack for rounding; skipped iterations are cheap
         f = problem.f
-        cfg_while = problem.config("while")
-        cfg_scan = problem.config("scan", length)
+        cfg = problem.config("while")
+        length = problem.options["max_steps"]
+        if not problem.tableau.adaptive and problem.times_list is not None:  # the tape needs no more rows
+            length = min(length, fixed_step_count(problem.times_list, problem.options["step_size"], problem.cdt)
+                         + len(problem.times_list))
+        cfg_rec = problem.config("record", length)
+        leaves, treedef = jax.tree_util.tree_flatten(problem.args)
+        diff = tuple(i for i, leaf in enumerate(leaves) if _is_inexact(leaf))
+        per_step = step_evaluations(problem.tableau)
+        backend = self
 
-        @jax.custom_jvp
+        @jax.custom_vjp
         def solve(y0, args, times, nums):
-            return integrate_jit(f, cfg_while, y0, args, times, nums)
+            return integrate_jit(f, cfg, y0, args, times, nums)
 
-        @solve.defjvp
-        def solve_jvp(primals, tangents):
-            y0, args, times, nums = primals
-            ty, targs, _, _ = tangents
-            return jax.jvp(lambda y, a: integrate_jit(f, cfg_scan, y, a, times, nums), (y0, args), (ty, targs))
+        def solve_fwd(y0, args, times, nums):
+            ys, counts, status, info, tape = integrate_jit(f, cfg_rec, y0, args, times, nums)
+            return (ys, counts, status, info), (tape, counts[1], status, args, times, nums)
 
+        def solve_bwd(res, cts):
+            tape, n_steps, status, args, times, nums = res
+            arg_leaves = treedef.flatten_up_to(args)
+            grad_y0, grad_params = _backprop_backward_jit(f, cfg_rec, treedef, diff, tape, n_steps, cts[0],
+                                                          list(arg_leaves))
+            failed = status != OK  # the forward returned NaN; so do the gradients
+            grad_y0 = jnp.where(failed, jnp.nan, grad_y0)
+            grad_params = [jnp.where(failed, jnp.nan, g) for g in grad_params]
+            counts = jnp.stack([n_steps * per_step, jnp.zeros_like(n_steps), jnp.zeros_like(n_steps)])
+            _report(backend, stats, BACKWARD_FIELDS, counts, jnp.asarray(OK, jnp.int32),
+                    jnp.zeros(3, problem.cdt), cfg_rec.opts["max_steps"])
+            return (grad_y0, _args_cotangent(treedef, arg_leaves, diff, grad_params),
+                    jnp.zeros_like(times), jnp.zeros_like(nums))
+
+        solve.defvjp(solve_fwd, solve_bwd)
         return solve(problem.y0_flat, problem.args, problem.times, problem.nums)
+
+
+def _args_cotangent(treedef, arg_leaves, diff, grads):
+    """The cotangent of args: the gradients on the inexact leaves, float0 zeros elsewhere."""
+    out, it = [], iter(grads)
+    for i, leaf in enumerate(arg_leaves):
+        if i in diff:
+            out.append(jnp.reshape(next(it), jnp.shape(leaf)).astype(jnp.result_type(leaf)))
+        else:
+            out.append(np.zeros(jnp.shape(leaf), dtype=jax.dtypes.float0))
+    return treedef.unflatten(out)
+
+
+_backprop_backward_jit = jax.jit(backprop_backward, static_argnums=(0, 1, 2, 3))
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,15 +424,12 @@ class AdjointBackend(JaxBackend):
             _report(backend, stats, BACKWARD_FIELDS, counts, status, info, a_options["max_steps"])
             arg_leaves = treedef.flatten_up_to(args)
             grads, offset = [], 0
-            for i, leaf in enumerate(arg_leaves):
-                if i in diff:
-                    size = int(np.size(leaf))
-                    shape = jnp.shape(leaf)
-                    grads.append(jnp.reshape(g[offset:offset + size], shape).astype(jnp.result_type(leaf)))
-                    offset += size
-                else:
-                    grads.append(np.zeros(jnp.shape(leaf), dtype=jax.dtypes.float0))
-            return grad_y0, treedef.unflatten(grads), jnp.zeros_like(times), jnp.zeros_like(nums), jnp.zeros_like(a_nums)
+            for i in diff:
+                size = int(np.size(arg_leaves[i]))
+                grads.append(g[offset:offset + size])
+                offset += size
+            return (grad_y0, _args_cotangent(treedef, arg_leaves, diff, grads), jnp.zeros_like(times),
+                    jnp.zeros_like(nums), jnp.zeros_like(a_nums))
 
         solve.defvjp(solve_fwd, solve_bwd)
         return solve(problem.y0_flat, problem.args, problem.times, problem.nums, a_nums)

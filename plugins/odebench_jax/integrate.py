@@ -18,17 +18,11 @@ the loop.  Inside jit nothing can raise, so the loop returns a *status* and an *
 values are concrete (eager calls), and otherwise reports it through its stats callback while
 the returned trajectory is all NaN.
 
-Two drivers share the same attempt body (one attempted step of the current output interval):
-
-* ``"while"``: a ``lax.while_loop`` that writes y into a [T, n] buffer whenever a step lands on
-  an output time.  Not reverse-differentiable; the adjoint uses it for both of its solves, and
-  backprop uses it as the primal when no derivative is taken.
-* ``"scan"``: a ``lax.scan`` of fixed length (max_steps) whose body is under ``jax.checkpoint``
-  and skips the attempt with ``lax.cond`` once the solve is over.  Reverse mode through it keeps
-  the loop carry of every iteration (y, the FSAL stage and a few scalars) plus the y emitted per
-  iteration -- about 3 x length x state size -- and recomputes each attempt (stages and error
-  estimate) in the backward pass.  Memory is therefore O(max_steps x state), independent of the
-  number of stages and of the activations inside ``func``.
+The loop is a ``lax.while_loop`` that writes y into a [T, n] buffer whenever a step lands on
+an output time.  It is not reverse-differentiable; the adjoint uses it for both of its solves.
+With ``driver="record"`` it also keeps a *tape* of every accepted step -- the state before the
+step, t, h, and the output index it landed on -- in buffers of ``max_steps`` rows, from which
+``backprop_backward`` runs reverse mode step by step (jax-backprop).
 """
 
 from __future__ import annotations
@@ -124,7 +118,8 @@ class SolveConfig:
     """Everything about a solve that is fixed at trace time.
 
     ``slices``: the mixed error norm's slices of the flat state (None: one RMS norm).
-    ``driver``: "while" or "scan"; ``length``: the scan's number of iterations.
+    ``driver``: "while", or "record" (also return the tape of accepted steps);
+    ``length``: the tape's rows (max_steps).
     """
 
     tableau: Tableau
@@ -376,36 +371,26 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
         return (ints[0] < T) & (ints[6] == OK) & (ints[2] < max_steps)
 
     def packed_attempt(p):
-        c2, landed = attempt(_unpack(p))
-        return _pack(c2), landed
+        c2, landed, h_used = attempt(_unpack(p))
+        return _pack(c2), landed, h_used
 
-    if cfg.driver == "while":
-        buf = jnp.zeros((T,) + y0.shape, dtype).at[0].set(y0)
-
-        def body(state):
-            p, ys = state
-            k = p[3][0]
-            p2, landed = packed_attempt(p)
-            ys = ys.at[k].set(jnp.where(landed, p2[0], ys[k]))
-            return p2, ys
-
-        p, ys = lax.while_loop(lambda s: active(s[0]), body, (_pack(c0), buf))
-        c = _unpack(p)
-    elif cfg.driver == "scan":
-        def skip(p):
-            return p, jnp.asarray(False)
-
-        def body(p, _):
-            p2, landed = lax.cond(active(p), packed_attempt, skip, p)
-            return p2, (p2[0], jnp.where(landed, p[3][0], -1).astype(jnp.int32))
-
-        p, (emitted, hit) = lax.scan(jax.checkpoint(body, prevent_cse=False), _pack(c0), None, length=cfg.length)
-        c = _unpack(p)
-        rows = jnp.zeros(T, jnp.int32).at[jnp.where(hit >= 0, hit, T)].set(
-            jnp.arange(cfg.length, dtype=jnp.int32), mode="drop")
-        ys = jnp.concatenate([y0[None], emitted[rows[1:]]], axis=0)
-    else:
+    if cfg.driver not in ("while", "record"):
         raise ValueError(f"unknown driver {cfg.driver!r}")
+    record = cfg.driver == "record"
+    buf = jnp.zeros((T,) + y0.shape, dtype).at[0].set(y0)
+    tape0 = _empty_tape(cfg.length, y0, cdt) if record else ()
+
+    def body(state):
+        p, ys, tape = state
+        k, acc = p[3][0], p[3][4]
+        p2, landed, h_used = packed_attempt(p)
+        ys = ys.at[k].set(jnp.where(landed, p2[0], ys[k]))
+        if record:  # row `acc` is overwritten until a step is accepted there
+            tape = _write_tape(tape, acc, p[0], p[2][0], h_used, jnp.where(landed, k, -1))
+        return p2, ys, tape
+
+    p, ys, tape = lax.while_loop(lambda s: active(s[0]), body, (_pack(c0), buf, tape0))
+    c = _unpack(p)
 
     exhausted = (c.k < T) & (c.status == OK)
     code = MAX_STEPS if plan.tableau.adaptive else MAX_STEPS_FIXED
@@ -414,7 +399,75 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
     info = jnp.where(exhausted, jnp.stack([c.t, times[k_last], jnp.abs(c.h)]), c.info)
     ys = jnp.where(status == OK, ys, jnp.asarray(jnp.nan, dtype))
     counts = jnp.stack([c.nfe, c.acc, c.rej])
+    if record:
+        return ys, counts, status, info, tape
     return ys, counts, status, info
+
+
+# ---------------------------------------------------------------------------------------
+# the tape of accepted steps and reverse mode through it (jax-backprop)
+# ---------------------------------------------------------------------------------------
+
+class Tape(NamedTuple):
+    """Row i: the state before accepted step i, its t and h, and the output index it landed on
+    (-1: none).  Rows at and after the number of accepted steps are scratch."""
+
+    y: jax.Array  # [L, n]
+    t: jax.Array  # [L]
+    h: jax.Array  # [L]
+    landed: jax.Array  # [L] int32
+
+
+def _empty_tape(length: int, y0, cdt) -> Tape:
+    if length < 1:
+        raise ValueError("driver 'record' needs length >= 1 (max_steps)")
+    return Tape(jnp.zeros((length,) + y0.shape, y0.dtype), jnp.zeros(length, cdt), jnp.zeros(length, cdt),
+                jnp.full(length, -1, jnp.int32))
+
+
+def _write_tape(tape: Tape, row, y, t, h, landed) -> Tape:
+    row = jnp.minimum(row, tape.t.shape[0] - 1)
+    return Tape(lax.dynamic_update_index_in_dim(tape.y, y, row, 0), tape.t.at[row].set(t),
+                tape.h.at[row].set(h), tape.landed.at[row].set(landed.astype(jnp.int32)))
+
+
+def step_evaluations(tableau: Tableau) -> int:
+    """Evaluations of func to recompute one step in reverse mode: every stage, f(t, y) included."""
+    return len(tableau.c)
+
+
+def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape: Tape, n_steps, ct_ys, arg_leaves):
+    """Reverse mode through the recorded steps, last to first: a <- a + (output cotangent where
+    the step landed), then (a, dparams) <- vjp of y_{i+1} = step(y_i; t_i, h_i, params) at a.
+
+    func's args are ``treedef.unflatten(arg_leaves)``; the leaves at the indices ``diff`` are
+    differentiated.  The step size is a constant (step-size control is not differentiated, as
+    in torch).  Returns (dL/dy0, [dL/d leaf for each index in diff]).
+    """
+    plan = _plan(cfg.tableau)
+    dtype = ct_ys.dtype
+    params = [arg_leaves[i] for i in diff]
+
+    def step(y, params, t, h):
+        full = list(arg_leaves)
+        for i, leaf in zip(diff, params):
+            full[i] = leaf
+        args = treedef.unflatten(full)
+        f0 = f(t.astype(dtype), y, args)
+        return rk_step(f, plan, t, y, f0, h, args)[0]
+
+    def body(c):
+        i, a, g = c
+        k = tape.landed[i]
+        a = a + jnp.where(k >= 0, ct_ys[jnp.maximum(k, 0)], jnp.zeros_like(a))
+        _, vjp = jax.vjp(lambda y, p: step(y, p, tape.t[i], tape.h[i]), tape.y[i], params)
+        da, dp = vjp(a)
+        return i - 1, da, jax.tree_util.tree_map(jnp.add, g, dp)
+
+    g0 = jax.tree_util.tree_map(jnp.zeros_like, params)
+    start = (jnp.asarray(n_steps, jnp.int32) - 1, jnp.zeros_like(ct_ys[0]), g0)
+    _, a, g = lax.while_loop(lambda c: c[0] >= 0, body, start)
+    return a + ct_ys[0], g
 
 
 def _ensure_fy(f, plan, c, args):
@@ -472,7 +525,7 @@ def _adaptive_attempt(f, plan: _Plan, cfg: SolveConfig, times, direction, args, 
             status=status,
             info=jnp.where(status != OK, jnp.stack([c.t, t_next, jnp.abs(h_try)]), c.info).astype(cdt),
         )
-        return c2, landed
+        return c2, landed, h_try
 
     return attempt
 
@@ -506,7 +559,7 @@ def _fixed_attempt(f, plan: _Plan, step_size, times, args, cdt):
             status=status,
             info=jnp.where(bad, jnp.stack([t_new, t_next, jnp.abs(h)]), c.info).astype(cdt),
         )
-        return c2, last
+        return c2, last, h
 
     return attempt
 
