@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/torch_vs_torchdiffeq.py
+	$(PY) benchmarks/jax_vs_diffrax.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -309,8 +309,24 @@ def markdown(rows: list, methods: list, info: dict, repeats: int, warmup: int) -
             f"{r[f'{m} nfe fwd']}/{r[f'{m} nfe total'] - r[f'{m} nfe fwd']}" for m in methods) + " |")
     lines += [
         "",
-        "For the backprop methods the bwd count is the recomputation of checkpointed steps in the "
-        "backward pass (odebench's own nfe_backward counts adjoint solves only, so it is 0 there).",
+        "For the backprop methods the bwd count is the recomputation of steps in the backward pass "
+        "(jax-backprop's own nfe_backward counts the same).",
+        "",
+        "Backward cost per backward evaluation (backward ms / bwd count, microseconds): the price of "
+        "one vector-Jacobian product of the dynamics inside each library's loop, whatever the "
+        "number of steps its controller chose:",
+        "",
+        "| tol | " + " | ".join(methods) + " |",
+        "|---|" + "---:|" * len(methods),
+    ]
+    for r in rows:
+        cells = []
+        for m in methods:
+            bwd_nfe = r[f'{m} nfe total'] - r[f'{m} nfe fwd']
+            bwd_ms = r[f'{m} ms'] - r[f'{m} fwd ms']
+            cells.append(f"{1e3 * bwd_ms / bwd_nfe:.0f}" if bwd_nfe > 0 else "-")
+        lines.append(f"| {r['tol']:.0e} | " + " | ".join(cells) + " |")
+    lines += [
         "",
         "Agreement with diffrax-backsolve (max abs diff of y(1) | of the gradient), odebench's own "
         "counters (fwd, bwd), compile seconds, min ms:",

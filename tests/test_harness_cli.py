@@ -109,13 +109,15 @@ def test_nan_loss_is_diverged(tmp_path, monkeypatch):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_run_keeps_finished_rows(tmp_path, sig):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(EXAMPLES / "task_plugin"), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "odebench", "run", "-p", "odebench_decay", "--task", "decay",
+    # `python -m odebench`, except that a shell starts background jobs with SIGINT ignored and
+    # Python keeps an inherited SIG_IGN: the child restores Ctrl-C's handler first, so it gets
+    # KeyboardInterrupt however the suite was launched (no preexec_fn: fork in a threaded process).
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv[0] = 'odebench'; runpy.run_module('odebench', run_name='__main__')")
+    cmd = [sys.executable, "-c", start, "run", "-p", "odebench_decay", "--task", "decay",
            "--backend", "torch-backprop", "--tol", "1e-3,1e-4,1e-5,1e-6,1e-7,1e-8", "--steps", "150",
            "--out", str(tmp_path), "--run-id", "k", "--quiet"]
-    # A shell starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN;
-    # restore the default so the child gets KeyboardInterrupt however the suite was launched.
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     path = tmp_path / "k.parquet"
     deadline = time.time() + 120
     while time.time() < deadline and not path.exists():
