@@ -225,3 +225,46 @@ def test_backprop_memory_is_bounded_by_max_steps():
     state_bytes = y0.size * 8
     assert large > 2 * small
     assert large < 1024 * state_bytes * 8  # a few copies of the state per iteration, not per stage
+
+
+def test_warm_backward_start_saves_evaluations_at_the_same_accuracy():
+    """Nine output times: the default backward continues the controller from segment to
+    segment; adjoint_options={"first_step": None} restarts the automatic first step on every
+    segment (torchdiffeq).  Both meet the tolerance against backprop; warm costs less."""
+    params = mlp_params(seed=2)
+    y0 = jnp.asarray(np.random.default_rng(3).normal(size=(4, 3)))
+    t = jnp.linspace(0.0, 2.0, 9)
+    _, g_bp, _ = _grads("jax-backprop", y0, params, t, 1e-10)
+    _, g_warm, warm = _grads("jax-adjoint", y0, params, t, 1e-10)
+    _, g_restart, restart = _grads("jax-adjoint", y0, params, t, 1e-10, adjoint_options={"first_step": None})
+    assert warm.nfe_forward == restart.nfe_forward
+    assert warm.nfe_backward < restart.nfe_backward, (warm, restart)
+    for gw, gr, gb in zip(jax.tree_util.tree_leaves(g_warm), jax.tree_util.tree_leaves(g_restart),
+                          jax.tree_util.tree_leaves(g_bp)):
+        assert _rel(gw, gb) <= 1e-6 and _rel(gr, gb) <= 1e-6
+
+
+def test_warm_backward_starts_with_the_forward_controllers_last_proposal():
+    """One segment: the warm backward solve is the one whose first step is the step the
+    forward solve's controller proposed after its last step (returned in info[2])."""
+    from odebench_jax import integrate as I
+    from odebench_jax.backends import _Problem
+
+    params = mlp_params(seed=4)
+    y0 = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)))
+    t = jnp.asarray([0.0, 1.5])
+    backend = REG.backend("jax-adjoint")
+    problem = _Problem(backend, mlp, y0, t, params, "dopri5", 1e-6, 1e-6, None)
+    _, counts, status, info = I.integrate_jit(problem.f, problem.config("while"), problem.y0_flat, params,
+                                              problem.times, problem.nums)
+    assert int(status) == I.OK and float(info[0]) == 1.5 and float(info[1]) == 1.5
+    proposal = float(info[2])
+    assert proposal > 0
+    _, g_warm, warm = _grads("jax-adjoint", y0, params, t, 1e-6)
+    _, g_fixed, fixed = _grads("jax-adjoint", y0, params, t, 1e-6, adjoint_options={"first_step": proposal})
+    _, _, restart = _grads("jax-adjoint", y0, params, t, 1e-6, adjoint_options={"first_step": None})
+    counted = ("nfe_backward", "steps_accepted_backward", "steps_rejected_backward")
+    assert [getattr(warm, k) for k in counted] == [getattr(fixed, k) for k in counted]
+    assert [getattr(warm, k) for k in counted] != [getattr(restart, k) for k in counted]
+    for a, b in zip(jax.tree_util.tree_leaves(g_warm), jax.tree_util.tree_leaves(g_fixed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -40,6 +40,7 @@ import numpy as np
 from jax import lax
 
 from odebench.errors import InvalidInputError, NonFiniteStateError
+from odebench.options import WARM, resolve_adjoint_options
 from odebench.specs import SolverSpec, SolveStats, Tableau
 
 from .integrate import (
@@ -320,16 +321,19 @@ class _Augmented:
                 and self.treedef == other.treedef and self.diff == other.diff)
 
 
-def _adjoint_backward(aug: _Augmented, cfg: SolveConfig, ys, ct_ys, args, times, nums):
+def _adjoint_backward(aug: _Augmented, cfg: SolveConfig, ys, ct_ys, args, times, nums, h_forward):
     """Integrate [y, a, g] backwards between consecutive output times, restarting y from the
     stored forward value and adding the output cotangent at each time.
 
-    Returns (dL/dy0, dL/dargs as one flat vector, counts, status, info).
+    With first_step "warm" the first segment starts with ``h_forward`` (the step the forward
+    solve's controller proposed last) and every later one with the step the previous segment
+    proposed last.  Returns (dL/dy0, dL/dargs as one flat vector, counts, status, info).
     """
     T, n = ys.shape
     dtype = ys.dtype
     cdt = control_dtype()
     times = jnp.asarray(times, cdt)
+    warm = cfg.opts.get("first_step") == WARM
     leaves = aug.treedef.flatten_up_to(args)
     n_params = sum(int(np.size(leaves[i])) for i in aug.diff)
     a = ct_ys[-1]
@@ -337,25 +341,27 @@ def _adjoint_backward(aug: _Augmented, cfg: SolveConfig, ys, ct_ys, args, times,
     counts = jnp.zeros(3, jnp.int32)
     status = jnp.asarray(OK, jnp.int32)
     info = jnp.zeros(3, cdt)
+    h = jnp.asarray(h_forward, cdt)
     if T == 1:
         return a, g, counts, status, info
 
     def interval(carry, i):
-        a, g, counts, status, info = carry
+        a, g, h, counts, status, info = carry
 
         def run(_):
             s0 = jnp.concatenate([ys[i], a, g])
-            seg, c, st, inf = integrate(aug, cfg, s0, args, jnp.stack([times[i], times[i - 1]]), nums)
+            seg_nums = nums.at[3].set(h) if warm else nums
+            seg, c, st, inf = integrate(aug, cfg, s0, args, jnp.stack([times[i], times[i - 1]]), seg_nums)
             s1 = seg[-1]
-            return s1[n:2 * n] + ct_ys[i - 1], s1[2 * n:], counts + c, st, inf
+            return s1[n:2 * n] + ct_ys[i - 1], s1[2 * n:], inf[2], counts + c, st, inf
 
         def skip(_):
-            return a, g, counts, status, info
+            return a, g, h, counts, status, info
 
         return lax.cond(status == OK, run, skip, None), None
 
-    (a, g, counts, status, info), _ = lax.scan(interval, (a, g, counts, status, info),
-                                                jnp.arange(T - 1, 0, -1, dtype=jnp.int32))
+    (a, g, h, counts, status, info), _ = lax.scan(interval, (a, g, h, counts, status, info),
+                                                   jnp.arange(T - 1, 0, -1, dtype=jnp.int32))
     return a, g, counts, status, info
 
 
@@ -374,9 +380,12 @@ class AdjointBackend(JaxBackend):
     y from the stored forward value and adding the output cotangent at each time; vector-
     Jacobian products of func come from ``jax.vjp`` w.r.t. (y, args).  The backward error norm
     is a mixed norm: the max of the RMS of y, of a, and of each args leaf's cotangent (as torch);
-    ``seminorm=True`` drops the args channels (Kidger, Chen & Lyons 2021).  ``adjoint_rtol``,
-    ``adjoint_atol`` and ``adjoint_options`` default to the forward ones.  Memory held for the
-    backward pass does not grow with the number of steps.  Gradients w.r.t. t are zero.
+    ``seminorm=True`` drops the args channels (Kidger, Chen & Lyons 2021).  ``adjoint_rtol``
+    and ``adjoint_atol`` default to the forward ones, ``adjoint_options`` to the forward options
+    with the first step of each backward segment "warm" (the step the controller proposed last;
+    ``adjoint_options={"first_step": None}`` gives torchdiffeq's fresh automatic step on every
+    segment: see ``odebench.options``).  Memory held for the backward pass does not grow with
+    the number of steps.  Gradients w.r.t. t are zero.
     """
 
     method = "adjoint"
@@ -392,7 +401,7 @@ class AdjointBackend(JaxBackend):
     def _run(self, problem: _Problem, stats: SolveStats, adjoint_rtol=None, adjoint_atol=None, adjoint_options=None):
         a_rtol = check_tolerance("adjoint_rtol", problem.rtol if adjoint_rtol is None else adjoint_rtol)
         a_atol = check_tolerance("adjoint_atol", problem.atol if adjoint_atol is None else adjoint_atol)
-        a_options = resolve_options(problem.tableau, problem.options if adjoint_options is None else adjoint_options)
+        a_options = resolve_adjoint_options(problem.tableau, problem.options, adjoint_options)
         f = problem.f
         cfg = problem.config("while")
         n = problem.layout.size
@@ -416,12 +425,13 @@ class AdjointBackend(JaxBackend):
 
         def solve_fwd(y0, args, times, nums, a_nums):
             out = integrate_jit(f, cfg, y0, args, times, nums)
-            return out, (out[0], args, times, nums, a_nums)
+            return out, (out[0], out[3][2], args, times, nums, a_nums)
 
         def solve_bwd(res, cts):
-            ys, args, times, nums, a_nums = res
+            ys, h_forward, args, times, nums, a_nums = res
             ct_ys = cts[0]
-            grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums)
+            grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums,
+                                                                     h_forward)
             _report(backend, stats, BACKWARD_FIELDS, counts, status, info, a_options["max_steps"])
             arg_leaves = treedef.flatten_up_to(args)
             grads, offset = [], 0

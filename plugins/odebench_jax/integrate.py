@@ -37,11 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError
+from odebench.errors import MaxStepsError, NonFiniteStateError
+from odebench.options import WARM, resolve_options  # noqa: F401  (resolve_options: re-exported for the backends)
 from odebench.specs import Tableau
-
-ADAPTIVE_DEFAULTS = {"first_step": None, "safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000}
-FIXED_DEFAULTS = {"step_size": None, "max_steps": 1_000_000}
 
 # status codes returned by the loop (0 = success)
 OK = 0
@@ -51,57 +49,6 @@ UNDERFLOW = 3  # adaptive: the step became smaller than 4 ulp of t
 MAX_STEPS_FIXED = 4
 NON_FINITE_FIXED = 5  # fixed step: nan/inf in the state at an output time
 NON_FINITE_Y0 = 6
-
-
-# ---------------------------------------------------------------------------------------
-# options (identical rules and messages to the torch integrator)
-# ---------------------------------------------------------------------------------------
-
-def resolve_options(tableau: Tableau, options: Optional[dict], max_steps_default: Optional[int] = None) -> dict:
-    """Defaults merged with the user's options; unknown keys are an error listing the allowed ones.
-
-    ``max_steps_default`` overrides the default max_steps of adaptive solvers (jax-backprop
-    uses a lower one: its memory is proportional to it).
-    """
-    defaults = dict(ADAPTIVE_DEFAULTS if tableau.adaptive else FIXED_DEFAULTS)
-    if max_steps_default is not None and tableau.adaptive:
-        defaults["max_steps"] = max_steps_default
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        kind = "adaptive" if tableau.adaptive else "fixed-step"
-        raise InvalidInputError(
-            f"unknown option(s) {', '.join(unknown)} for {kind} solver {tableau.name!r}; "
-            f"allowed: {', '.join(sorted(defaults))}"
-        )
-    merged = {**defaults, **options}
-    if not tableau.adaptive:
-        step = merged["step_size"]
-        if step is None or not _positive(step):
-            raise InvalidInputError(
-                f"fixed-step solver {tableau.name!r} needs options={{'step_size': h}} with h > 0 (got {step!r})"
-            )
-        merged["step_size"] = float(step)
-    else:
-        for key in ("safety", "ifactor", "dfactor"):
-            if not _positive(merged[key]):
-                raise InvalidInputError(f"option {key} must be a positive number, got {merged[key]!r}")
-            merged[key] = float(merged[key])
-        if merged["first_step"] is not None:
-            if not _positive(merged["first_step"]):
-                raise InvalidInputError(f"option first_step must be a positive number, got {merged['first_step']!r}")
-            merged["first_step"] = float(merged["first_step"])
-    if isinstance(merged["max_steps"], bool) or not isinstance(merged["max_steps"], int) or merged["max_steps"] < 1:
-        raise InvalidInputError(f"option max_steps must be a positive integer, got {merged['max_steps']!r}")
-    return merged
-
-
-def _positive(x) -> bool:
-    try:
-        x = float(x)
-    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
-        return False
-    return math.isfinite(x) and x > 0
 
 
 def control_dtype():
@@ -314,21 +261,26 @@ def _unpack(p) -> _Carry:
                   steps=it[2], nfe=it[3], acc=it[4], rej=it[5], status=it[6], info=fl[2:5])
 
 
-def numbers(rtol: float, atol: float, options: dict, cdt):
-    """The traced numbers of a solve: (rtol, atol, fixed step size or 0)."""
-    return jnp.asarray([rtol, atol, options.get("step_size") or 0.0], cdt)
+def numbers(rtol: float, atol: float, options: dict, cdt, first_step=0.0):
+    """The traced numbers of a solve: (rtol, atol, fixed step size or 0, first step or 0).
+
+    The last is the first step |h| of an adaptive solve whose options say first_step="warm"
+    (the adjoint's backward segments); it may be traced (``nums.at[3].set(h)``).
+    """
+    return jnp.stack([jnp.asarray(x, cdt) for x in (rtol, atol, options.get("step_size") or 0.0, first_step)])
 
 
 def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
     """Solve y' = f(t, y, args) on a flat state y0 [n]; return (ys [T, n], counts, status, info).
 
-    ``nums`` = (rtol, atol, step_size) from ``numbers``: traced, so one compiled program serves
-    every tolerance (and every step size of a fixed-step solver).
+    ``nums`` = (rtol, atol, step_size, first step) from ``numbers``: traced, so one compiled
+    program serves every tolerance (and every step size of a fixed-step solver).
 
     ``counts`` is int32 [3] = (function evaluations, accepted steps, rejected steps);
     ``status`` an int32 code (0 = success) and ``info`` = (t where it stopped, the next output
-    time, |step|) in the control dtype.  On failure ys is all NaN.  Times may decrease; they
-    are not differentiated.
+    time, |step|) in the control dtype: on failure where it failed, on success the last time
+    and the step the controller proposes next (an adjoint's backward segment starts with it).
+    On failure ys is all NaN.  Times may decrease; they are not differentiated.
     """
     plan = _plan(cfg.tableau)
     opts = cfg.opts
@@ -337,7 +289,7 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
     times = lax.stop_gradient(jnp.asarray(times, cdt))
     T = times.shape[0]
     nums = lax.stop_gradient(jnp.asarray(nums, cdt))
-    rtol, atol, step_size = nums[0], nums[1], nums[2]
+    rtol, atol, step_size, warm_step = nums[0], nums[1], nums[2], nums[3]
     zero_info = jnp.zeros(3, cdt)
     if T == 1:
         return y0[None], jnp.zeros(3, jnp.int32), _i32(OK), zero_info
@@ -349,7 +301,9 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
     max_steps = opts["max_steps"]
 
     if plan.tableau.adaptive:
-        if opts["first_step"] is not None:
+        if opts["first_step"] == WARM:
+            h = direction * warm_step
+        elif opts["first_step"] is not None:
             h = direction * opts["first_step"]
         else:
             h = direction * initial_step(f, t0, y0, f0, direction, plan.tableau.error_order,
@@ -396,7 +350,7 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
     code = MAX_STEPS if plan.tableau.adaptive else MAX_STEPS_FIXED
     status = jnp.where(exhausted, code, c.status).astype(jnp.int32)
     k_last = jnp.minimum(c.k, T - 1)
-    info = jnp.where(exhausted, jnp.stack([c.t, times[k_last], jnp.abs(c.h)]), c.info)
+    info = jnp.where(exhausted | (status == OK), jnp.stack([c.t, times[k_last], jnp.abs(c.h)]), c.info)
     ys = jnp.where(status == OK, ys, jnp.asarray(jnp.nan, dtype))
     counts = jnp.stack([c.nfe, c.acc, c.rej])
     if record:

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from odebench.errors import InvalidInputError
+from odebench.options import WARM, resolve_adjoint_options
 from odebench.specs import SolverSpec, SolveStats, Tableau
 
 from .runtime import TorchRuntime
@@ -47,6 +48,7 @@ class _Solve:
         counts = StepCounts()
         try:
             ys = integrate(self.f, y0_flat, self.times, self.tableau, self.rtol, self.atol, self.options, self.norm, counts)
+            self.next_step = counts.next_step
         finally:
             self.stats.nfe_forward += self.nfe[0]
             self.stats.steps_accepted += counts.accepted
@@ -132,6 +134,10 @@ class AdjointBackend(TorchBackend):
     held for backward does not grow with NFE.  Gradients flow to y0 and to ``adjoint_params``
     (default: the parameters of ``func`` if it is an nn.Module).  ``seminorm=True`` drops the
     parameter-cotangent channel from the backward error norm (Kidger, Chen & Lyons 2021).
+    ``adjoint_rtol`` / ``adjoint_atol`` default to the forward ones, ``adjoint_options`` to the
+    forward options with the first step of each backward segment "warm" (the step the
+    controller proposed last); ``adjoint_options={"first_step": None}`` restarts the automatic
+    first step on every segment, as torchdiffeq does (see ``odebench.options``).
     Gradients with respect to t are not computed.
     """
 
@@ -155,7 +161,7 @@ class AdjointBackend(TorchBackend):
         params = tuple(p for p in adjoint_params if p.requires_grad)
         solve.adjoint_rtol = check_tolerance("adjoint_rtol", solve.rtol if adjoint_rtol is None else adjoint_rtol)
         solve.adjoint_atol = check_tolerance("adjoint_atol", solve.atol if adjoint_atol is None else adjoint_atol)
-        solve.adjoint_options = resolve_options(solve.tableau, solve.options if adjoint_options is None else adjoint_options)
+        solve.adjoint_options = resolve_adjoint_options(solve.tableau, solve.options, adjoint_options)
         solve.params = params
         solve.seminorm = self.seminorm
         return _AdjointFunction.apply(solve, y0_flat, *params)
@@ -208,13 +214,18 @@ class _AdjointFunction(torch.autograd.Function):
         a = grad_ys[-1].reshape(-1)
         g = torch.zeros(n_params, dtype=ys.dtype, device=ys.device)
         nfe_before = solve.nfe[0]
+        options = dict(solve.adjoint_options)
+        warm = options.get("first_step") == WARM
+        counts.next_step = solve.next_step  # the forward controller's last proposal
         try:
             with torch.no_grad():
                 for i in range(len(times) - 1, 0, -1):
+                    if warm:  # continue the controller: the step it proposed last
+                        options["first_step"] = counts.next_step
                     s0 = torch.cat([ys[i].reshape(-1), a, g])
                     s1 = integrate(
                         augmented, s0, [times[i], times[i - 1]], solve.tableau,
-                        solve.adjoint_rtol, solve.adjoint_atol, solve.adjoint_options, norm, counts,
+                        solve.adjoint_rtol, solve.adjoint_atol, options, norm, counts,
                     )[-1]
                     a = s1[n : 2 * n] + grad_ys[i - 1].reshape(-1)
                     g = s1[2 * n :]

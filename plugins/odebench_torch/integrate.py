@@ -17,48 +17,9 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError
+from odebench.errors import MaxStepsError, NonFiniteStateError
+from odebench.options import resolve_options  # noqa: F401  (re-exported for the backends)
 from odebench.specs import Tableau
-
-ADAPTIVE_DEFAULTS = {"first_step": None, "safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000}
-FIXED_DEFAULTS = {"step_size": None, "max_steps": 1_000_000}
-
-
-def resolve_options(tableau: Tableau, options: Optional[dict]) -> dict:
-    """Defaults merged with the user's options; unknown keys are an error listing the allowed ones."""
-    defaults = ADAPTIVE_DEFAULTS if tableau.adaptive else FIXED_DEFAULTS
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        kind = "adaptive" if tableau.adaptive else "fixed-step"
-        raise InvalidInputError(
-            f"unknown option(s) {', '.join(unknown)} for {kind} solver {tableau.name!r}; "
-            f"allowed: {', '.join(sorted(defaults))}"
-        )
-    merged = {**defaults, **options}
-    if not tableau.adaptive:
-        step = merged["step_size"]
-        if step is None or not _positive(step):
-            raise InvalidInputError(
-                f"fixed-step solver {tableau.name!r} needs options={{'step_size': h}} with h > 0 (got {step!r})"
-            )
-    else:
-        for key in ("safety", "ifactor", "dfactor"):
-            if not _positive(merged[key]):
-                raise InvalidInputError(f"option {key} must be a positive number, got {merged[key]!r}")
-        if merged["first_step"] is not None and not _positive(merged["first_step"]):
-            raise InvalidInputError(f"option first_step must be a positive number, got {merged['first_step']!r}")
-    if not isinstance(merged["max_steps"], int) or merged["max_steps"] < 1:
-        raise InvalidInputError(f"option max_steps must be a positive integer, got {merged['max_steps']!r}")
-    return merged
-
-
-def _positive(x) -> bool:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return False
-    return math.isfinite(x) and x > 0
 
 
 class RMSNorm:
@@ -81,8 +42,12 @@ class RMSNorm:
 
 @dataclass
 class StepCounts:
+    """Accepted and rejected steps, and the step |h| the controller proposed last (adaptive
+    solves: an adjoint's backward segment can start with it)."""
+
     accepted: int = 0
     rejected: int = 0
+    next_step: float = 0.0
 
 
 def _combine(base: torch.Tensor, ks: Sequence[torch.Tensor], coeffs: Sequence[float], h: float) -> torch.Tensor:
@@ -278,4 +243,5 @@ def integrate(
                 rejected = True
                 h = h_try * max(dfactor, safety * ratio ** -plan.exponent)
         out.append(y)
+    counts.next_step = abs(h)
     return out
