@@ -54,7 +54,6 @@ from .integrate import (
     backprop_backward,
     make_config,
     numbers,
-    pull_back,
     resolve_options,
     step_evaluations,
 )
@@ -310,7 +309,7 @@ class _Augmented:
             return self.f(t, y, self.treedef.unflatten(full))
 
         dy, vjp = jax.vjp(f, y, params)
-        gy, gp = pull_back(vjp, -a)
+        gy, gp = vjp(-a)
         return jnp.concatenate([dy, gy] + [jnp.reshape(g, (-1,)).astype(s.dtype) for g in gp])
 
     def __hash__(self):
