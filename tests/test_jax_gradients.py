@@ -268,3 +268,22 @@ def test_warm_backward_starts_with_the_forward_controllers_last_proposal():
     assert [getattr(warm, k) for k in counted] != [getattr(restart, k) for k in counted]
     for a, b in zip(jax.tree_util.tree_leaves(g_warm), jax.tree_util.tree_leaves(g_fixed)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_counts_under_vmap_are_the_sum_of_the_single_solves():
+    """A vmapped solve reports every element's own counts (the callback sees the batch)."""
+    params = mlp_params(dim=2, hidden=8, seed=9)
+    y0s = jnp.asarray(np.random.default_rng(6).normal(size=(3, 1, 2)) * np.array([0.1, 1.0, 3.0])[:, None, None])
+    t = jnp.asarray([0.0, 1.0])
+    backend = REG.backend("jax-adjoint")
+    singles = []
+    for y0 in y0s:
+        stats = SolveStats()
+        backend.odeint(mlp, y0, t, params, rtol=1e-8, atol=1e-8, stats=stats)
+        singles.append(stats.nfe_forward)
+    assert len(set(singles)) > 1  # the elements really take different numbers of steps
+    stats = SolveStats()
+    solve = jax.jit(jax.vmap(lambda y: backend.odeint(mlp, y, t, params, rtol=1e-8, atol=1e-8, stats=stats)))
+    jax.block_until_ready(solve(y0s))
+    jax.effects_barrier()
+    assert stats.nfe_forward == sum(singles)
