@@ -180,7 +180,7 @@ def _check_devices(reg, config) -> None:
         return
     for name in config.backends:
         if reg.available(name):
-            reg.backend(name).runtime.resolve_device(config.device)
+            reg.runtime(reg.get("backend", name).spec.framework).resolve_device(config.device)
 
 
 class _Progress:

@@ -25,6 +25,10 @@ class PluginLoadError(OdebenchError):
     """A plugin named on the command line or in ODEBENCH_PLUGINS could not be imported."""
 
 
+class InvalidTableauError(OdebenchError, ValueError):
+    """A Butcher tableau whose coefficients contradict themselves (refused when it is built)."""
+
+
 class InvalidInputError(OdebenchError, ValueError):
     """Bad arguments to a solve: tolerances, times, shapes, dtypes, options."""
 

@@ -1,15 +1,16 @@
 """Runs a grid of cells and measures each: one result row per cell.
 
 A cell is (task, backend, solver, rtol, atol, seed).  The harness owns the loop, the clock
-and the bookkeeping; the backend's framework runtime does the framework work (device,
-seeding, synchronised clock reads, memory, the train step).  A failing cell becomes a row
+and the bookkeeping; the framework's Runtime (odebench.protocols) does the framework work
+(device, seeding, synchronised clock reads, memory, the train step).  A failing cell becomes a row
 with status ``failed`` and the error text, a NaN loss a row with status ``diverged``; the
 other cells still run.
 
 Measurement rules (architecture.md section 4):
-- iteration 0 is the warm-up: excluded from the time medians, its time is ``compile_s``;
-- on CPU the saved-activation probe runs on the warm-up and the last iteration only, and
-  the last iteration is then also left out of the medians (the probe's hooks cost time);
+- iteration 0 is the warm-up: excluded from the time medians; ``compile_s`` is the compile
+  time the trainer reports, or where it compiles nothing the warm-up iteration's time;
+- memory is probed on the warm-up and the last iteration only; an iteration whose timing the
+  probe perturbed (``StepResult.probed``) is left out of the medians when others remain;
 - NFE and steps are exact counts, averaged over all training iterations.
 """
 
@@ -23,13 +24,14 @@ import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import InvalidInputError, OdebenchError
 from .plugins import Registry
+from .protocols import BoundOdeint
 from .results import ResultStore, new_run_id, now_iso, provenance, to_json
+from .solve import check_tolerance
 from .specs import SolveStats, TaskSpec
 
 
@@ -62,16 +64,6 @@ class RunConfig:
     out_dir: str = "results"
     csv: bool = False
     run_id: Optional[str] = None
-
-
-def check_tolerance(name: str, value) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
-    return x
 
 
 def _coerce(field_: dataclasses.Field, raw):
@@ -167,7 +159,7 @@ def run_cell(cell: Cell, config: RunConfig, registry: Registry, run_id: str,
         row["steps"] = getattr(options, "iterations", None)
         row["batch_size"] = getattr(options, "batch_size", None)
         backend = registry.backend(cell.backend)
-        runtime = backend.runtime
+        runtime = registry.runtime(backend_spec.framework)
         device = runtime.resolve_device(config.device)
         row["device"] = device
         row["gpu"] = runtime.gpu_name(device)
@@ -181,15 +173,14 @@ def run_cell(cell: Cell, config: RunConfig, registry: Registry, run_id: str,
         runtime.seed(cell.seed)
         problem = loader().setup(options, seed=cell.seed, device=device, dtype=config.dtype)
         stats = SolveStats()
-        odeint = partial(backend.odeint, solver=cell.solver, rtol=cell.rtol, atol=cell.atol,
-                         options=config.solver_options or None, stats=stats)
+        odeint = BoundOdeint(backend, cell.solver, cell.rtol, cell.atol, config.solver_options or None, stats)
         trainer = runtime.trainer(problem, odeint, device)
         row["n_params"] = trainer.n_params()
         row.update(problem.extras())
         _train(trainer, stats, row["steps"] or 1, row, progress)
         if row["status"] != "diverged":
             eval_stats = SolveStats()
-            eval_odeint = partial(odeint, stats=eval_stats)
+            eval_odeint = odeint.with_stats(eval_stats)
             t0 = time.perf_counter()
             row["metric"] = trainer.evaluate(eval_odeint)
             row["time_eval_s"] = time.perf_counter() - t0
@@ -224,12 +215,13 @@ def _train(trainer, stats: SolveStats, iterations: int, row: dict, progress) -> 
         rej.append(stats.steps_rejected)
         acc_b.append(stats.steps_accepted_backward)
         rej_b.append(stats.steps_rejected_backward)
-        if result.memory_bytes is not None:
-            memory.append(result.memory_bytes)
+        if result.peak_memory_bytes is not None:
+            memory.append(result.peak_memory_bytes)
         if i == 0:
-            row["compile_s"] = result.time_forward_s + result.time_backward_s
+            row["compile_s"] = (result.compile_s if result.compile_s is not None
+                                else result.time_forward_s + result.time_backward_s)
             row["initial_loss"] = result.loss
-        elif not (probed and row["memory_kind"] == "torch_saved_activations" and iterations > 2):
+        elif not (result.probed and iterations > 2):
             fwd.append(result.time_forward_s)
             bwd.append(result.time_backward_s)
         row["train_loss"] = result.loss

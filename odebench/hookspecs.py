@@ -1,4 +1,4 @@
-"""The three registration hooks of odebench.
+"""The registration hooks of odebench.
 
 Each hook receives a ``register`` callback, so one plugin can register many things and the
 host records which plugin registered what.
@@ -24,3 +24,8 @@ def odebench_register_backends(register):
 @hookspec
 def odebench_register_tasks(register):
     """Register tasks: call ``register(TaskSpec(...))``."""
+
+
+@hookspec
+def odebench_register_runtimes(register):
+    """Register framework runtimes: call ``register(RuntimeSpec(...))``, one per framework."""

@@ -20,13 +20,13 @@ import pluggy
 
 from . import hookspecs
 from .errors import DuplicateNameError, MissingDependencyError, PluginLoadError, UnknownNameError
-from .specs import BackendSpec, SolverSpec, TaskSpec, Tableau
+from .specs import BackendSpec, RuntimeSpec, SolverSpec, TaskSpec, Tableau
 
 ENTRY_POINT_GROUP = "odebench"
 BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch", "odebench_jax", "odebench_tasks")
 PLUGINS_ENV = "ODEBENCH_PLUGINS"
 DISABLE_ENV = "ODEBENCH_DISABLE_PLUGINS"
-KINDS = ("solver", "backend", "task")
+KINDS = ("solver", "backend", "task", "runtime")
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,12 @@ class Registry:
         self.plugin_manager = pm
         self.load_errors = load_errors  # (plugin name, error text) for plugins that failed
         self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
-        self._backends: dict[str, Any] = {}
+        self._loaded: dict[tuple[str, str], Any] = {}  # (kind, name) -> loaded backend or runtime
         for kind, hook in (
             ("solver", pm.hook.odebench_register_solvers),
             ("backend", pm.hook.odebench_register_backends),
             ("task", pm.hook.odebench_register_tasks),
+            ("runtime", pm.hook.odebench_register_runtimes),
         ):
             for impl in hook.get_hookimpls():
                 register = self._register_callback(kind, impl.plugin_name, impl.plugin)
@@ -101,7 +102,8 @@ class Registry:
         warnings.warn(f"odebench plugin {plugin!r}: {text}", RuntimeWarning, stacklevel=3)
 
     def _register_callback(self, kind: str, plugin_name: str, plugin: Any):
-        expected = {"solver": (Tableau, SolverSpec), "backend": (BackendSpec,), "task": (TaskSpec,)}[kind]
+        expected = {"solver": (Tableau, SolverSpec), "backend": (BackendSpec,), "task": (TaskSpec,),
+                    "runtime": (RuntimeSpec,)}[kind]
         version = getattr(self.plugin_manager, "odebench_versions", {}).get(plugin_name)
         if version is None:
             version = _distribution_version(getattr(plugin, "__name__", plugin_name))
@@ -140,25 +142,33 @@ class Registry:
     def task(self, name: str) -> TaskSpec:
         return self.get("task", name).spec
 
-    def available(self, name: str) -> bool:
-        """Whether the framework modules a backend requires can be found (without importing them)."""
-        spec = self.get("backend", name).spec
+    def available(self, name: str, kind: str = "backend") -> bool:
+        """Whether the modules a backend (or runtime) requires can be found, without importing them."""
+        spec = self.get(kind, name).spec
         return all(_importable(m) for m in spec.requires)
 
     def backend(self, name: str):
         """The backend object (framework code) for ``name``, loaded once per registry."""
-        if name not in self._backends:
-            spec: BackendSpec = self.get("backend", name).spec
+        return self._load("backend", name)
+
+    def runtime(self, framework: str):
+        """The Runtime of ``framework`` (see odebench.protocols), loaded once per registry."""
+        return self._load("runtime", framework)
+
+    def _load(self, kind: str, name: str):
+        key = (kind, name)
+        if key not in self._loaded:
+            spec = self.get(kind, name).spec
             try:
-                backend = spec.load()
+                loaded = spec.load()
             except ImportError as exc:
                 raise MissingDependencyError(
-                    f"backend {name!r} cannot be loaded: {exc} (install it with pip install 'odebench[{spec.framework}]')"
+                    f"{kind} {name!r} cannot be loaded: {exc} (install it with pip install 'odebench[{spec.framework}]')"
                 ) from exc
-            if hasattr(backend, "bind"):
-                backend.bind(self)
-            self._backends[name] = backend
-        return self._backends[name]
+            if hasattr(loaded, "bind"):
+                loaded.bind(self)
+            self._loaded[key] = loaded
+        return self._loaded[key]
 
 
 def make_plugin_manager(

@@ -7,80 +7,12 @@ importing odebench never imports a framework.
 
 from __future__ import annotations
 
-import math
+import functools
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional
 
-Row = tuple  # one row of a Butcher matrix
-
-
-@dataclass(frozen=True)
-class Tableau:
-    """An explicit Runge-Kutta method as data.
-
-    ``A`` is strictly lower triangular (row i holds a_i0 .. a_i(i-1); trailing entries may be
-    omitted).  ``b_err`` holds the error weights b - b_hat of the embedded method (None for a
-    fixed-step method), so the local error estimate is h * sum_j b_err[j] * k_j.
-    ``order`` is the order of the propagated solution, ``error_order`` the order of the
-    embedded solution (it sets the step-size controller's exponent 1 / (error_order + 1)).
-    ``fsal``: the last stage is evaluated at (t + h, y_new), so it is the next step's first.
-    ``dense``: optional dense-output coefficients, one row per stage, each row the polynomial
-    coefficients in theta (theta^1, theta^2, ...) of b_j(theta) for y(t + theta h).
-    ``b_err_low``: optional second, lower-order error weights; when given, the error norm is
-    Hairer's DOP853 combination of the two estimates err = h * sum_j b_err[j] k_j and
-    err_low = h * sum_j b_err_low[j] k_j:  e^2 / sqrt(e^2 + 0.01 e_low^2)  with e, e_low their
-    (RMS) norms relative to the tolerances.  It behaves like e^2 / (0.1 e_low), so
-    ``error_order`` is then the order q of that combination, O(h^(q+1)) (7 for DOP853, whose
-    estimates are O(h^6) and O(h^4)), not the order of either embedded solution.
-    """
-
-    name: str
-    c: tuple
-    A: tuple
-    b: tuple
-    order: int
-    b_err: Optional[tuple] = None
-    error_order: Optional[int] = None
-    fsal: bool = False
-    dense: Optional[tuple] = None
-    description: str = ""
-    reference: str = ""
-    b_err_low: Optional[tuple] = None
-
-    def __post_init__(self) -> None:
-        s = len(self.c)
-        if len(self.b) != s or len(self.A) != s:
-            raise ValueError(f"tableau {self.name!r}: c, A and b must have one entry per stage ({s})")
-        for i, row in enumerate(self.A):
-            if len(row) > i:
-                raise ValueError(f"tableau {self.name!r}: row {i} of A is not strictly lower triangular")
-        if self.b_err is not None:
-            if len(self.b_err) != s:
-                raise ValueError(f"tableau {self.name!r}: b_err needs {s} entries")
-            if self.error_order is None:
-                raise ValueError(f"tableau {self.name!r}: an adaptive tableau needs error_order")
-        if self.b_err_low is not None:
-            if self.b_err is None:
-                raise ValueError(f"tableau {self.name!r}: b_err_low needs b_err (it is a second error estimate)")
-            if len(self.b_err_low) != s:
-                raise ValueError(f"tableau {self.name!r}: b_err_low needs {s} entries")
-        if self.dense is not None and len(self.dense) != s:
-            raise ValueError(f"tableau {self.name!r}: dense needs one row per stage ({s})")
-        if not all(math.isfinite(float(x)) for x in (*self.c, *self.b, *(self.b_err or ()), *(self.b_err_low or ()))):
-            raise ValueError(f"tableau {self.name!r}: non-finite coefficient")
-
-    @property
-    def stages(self) -> int:
-        return len(self.c)
-
-    @property
-    def adaptive(self) -> bool:
-        return self.b_err is not None
-
-    def row(self, i: int) -> tuple:
-        """Row i of A padded with zeros to length i."""
-        r = tuple(self.A[i])
-        return r + (0.0,) * (i - len(r))
+from .tableau import Tableau  # noqa: F401  (a spec like the others; its checks live there)
 
 
 @dataclass(frozen=True)
@@ -109,6 +41,47 @@ class BackendSpec:
     load: Callable[[], Any]
     description: str = ""
     requires: tuple = ()
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """A callable that imports ``"module:attribute"`` only when called, then calls it.
+
+    Registration must not import a framework; the loaders of specs are these (picklable, so a
+    cell's plugins can travel to another process).
+    """
+    return functools.partial(_call_target, target)
+
+
+def _call_target(target: str, *args: Any) -> Any:
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)(*args)
+
+
+def gradient_method_specs(framework: str, descriptions: dict, build: Callable[[str, str], Any]) -> list:
+    """One BackendSpec per method, named ``<framework>-<method>``, each requiring the framework;
+    ``build(method, name)`` makes the backend when it is first used (it may import the framework)."""
+    return [BackendSpec(name=f"{framework}-{method}", framework=framework, method=method,
+                        load=functools.partial(build, method, f"{framework}-{method}"), description=text,
+                        requires=(framework,))
+            for method, text in descriptions.items()]
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """A framework's runtime (devices, seeding, clock, memory, trainer; see odebench.protocols).
+
+    One per framework, reachable without a backend: ``load()`` returns the Runtime and may
+    import the framework; ``requires`` names the imports that must succeed.
+    """
+
+    framework: str
+    load: Callable[[], Any]
+    requires: tuple = ()
+    description: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.framework
 
 
 @dataclass(frozen=True)
@@ -142,27 +115,3 @@ class SolveStats:
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
-
-
-
-class TaskProblem(Protocol):
-    """What a task's framework loader builds for one cell (``impl.setup(options, seed=, device=, dtype=)``).
-
-    The harness drives it through the framework's runtime; nothing here names a framework.
-    ``model`` holds the trainable parameters (an nn.Module in torch, a pytree in jax).
-    ``loss(batch, odeint)`` and ``evaluate(odeint)`` receive the backend's odeint with solver,
-    tolerances and counters already bound, so a task never chooses its gradient method.
-    """
-
-    model: Any
-    optimizer: tuple  # (name, kwargs), e.g. ("adam", {"lr": 1e-3})
-
-    def batch(self, iteration: int) -> Any: ...
-
-    def loss(self, batch: Any, odeint: Callable) -> Any: ...
-
-    def evaluate(self, odeint: Callable) -> float: ...
-
-    def extras(self) -> dict: ...
-
-    def artifacts(self, odeint: Callable, out_dir: Any, stem: str) -> list: ...

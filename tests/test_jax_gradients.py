@@ -254,7 +254,7 @@ def test_warm_backward_starts_with_the_forward_controllers_last_proposal():
     y0 = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)))
     t = jnp.asarray([0.0, 1.5])
     backend = REG.backend("jax-adjoint")
-    problem = _Problem(backend, mlp, y0, t, params, "dopri5", 1e-6, 1e-6, None)
+    problem = _Problem(backend.setup("dopri5", 1e-6, 1e-6, None), mlp, y0, t, params)
     _, counts, status, info = I.integrate_jit(problem.f, problem.config("while"), problem.y0_flat, params,
                                               problem.times, problem.nums)
     assert int(status) == I.OK and float(info[0]) == 1.5 and float(info[1]) == 1.5

@@ -266,7 +266,7 @@ def test_wrong_output_shape_and_dtype(backend):
         backend.odeint(lambda t, y, a: jnp.zeros(3), jnp.ones(2), T01)
     with pytest.raises(InvalidInputError, match="dtype float32.*float64"):
         backend.odeint(lambda t, y, a: -y.astype(jnp.float32), jnp.ones(2), T01)
-    with pytest.raises(InvalidInputError, match="returned 1 tensors, y0 has 2"):
+    with pytest.raises(InvalidInputError, match="returned 1 arrays, y0 has 2"):
         backend.odeint(lambda t, s, a: (s[0],), (jnp.ones(2), jnp.ones(1)), T01)
     with pytest.raises(InvalidInputError, match="floating dtype"):
         backend.odeint(_a1, jnp.ones(2, jnp.int32), T01)

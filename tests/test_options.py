@@ -1,4 +1,4 @@
-"""Solver options, shared by both frameworks (odebench.options): defaults, the adjoint's own
+"""Solver options, shared by both frameworks (odebench.solve.options): defaults, the adjoint's own
 first-step default ("warm"), and one-line errors naming what is allowed.  No framework needed."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from odebench.errors import InvalidInputError
-from odebench.options import WARM, resolve_adjoint_options, resolve_options
+from odebench.solve.options import WARM, resolve_adjoint_options, resolve_options
 from odebench.plugins import make_registry
 
 REG = make_registry()

@@ -196,3 +196,22 @@ def test_list_shows_every_builtin_with_its_plugin():
                  "torch-backprop", "torch-adjoint", "torch-adjoint-seminorm"):
         assert name in result.output
     assert "odebench_solvers" in result.output and "odebench_torch" in result.output
+
+
+def test_wrong_tableau_from_a_plugin_is_refused_with_a_clear_error(tmp_path, monkeypatch):
+    """Ralston's method with a typo in b (0.75 -> 0.57): refused when the plugin builds it.
+    Named with -p, the run stops with one line naming the plugin and the defect (exit 2);
+    through an entry point it is reported and the other plugins still load."""
+    source = RALSTON_PLUGIN.format(name="ralston_typo").replace("b=(0.25, 0.75)", "b=(0.25, 0.57)")
+    _make_package(tmp_path, "typo_plugin", source)
+    _make_package(tmp_path, "typo_ep_plugin", source, dist="odebench-typo")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(main, ["list", "-p", "typo_plugin"])
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "'typo_plugin'" in line, line
+    assert "tableau 'ralston_typo': the weights b sum to 0.82" in line and "not 1" in line
+    with pytest.warns(RuntimeWarning, match="odebench-typo"):
+        reg = make_registry()
+    assert "ralston_typo" not in reg.names("solver") and "dopri5" in reg.names("solver")
+    assert "InvalidTableauError" in dict(reg.load_errors)["odebench-typo"]

@@ -22,6 +22,7 @@ For each tableau in ``odebench_solvers.tableaus.ALL_TABLEAUS`` this checks
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from decimal import Decimal, localcontext
 from functools import lru_cache
@@ -29,6 +30,8 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
+from odebench.errors import InvalidTableauError
+from odebench.specs import Tableau
 from odebench_solvers.tableaus import ALL_TABLEAUS
 
 TABLEAUS = {tab.name: tab for tab in ALL_TABLEAUS}
@@ -685,13 +688,24 @@ def _value(tab, field, index):
 PERTURBATION = 1e-8
 
 
+def defects_of(make, **kwargs) -> list:
+    """tableau_defects of the tableau ``make()`` builds, or ["refused: ..."] when Tableau itself
+    refuses it (its construction checks: row sums, sum b = 1, error weights, dense, FSAL)."""
+    try:
+        tab = make()
+    except InvalidTableauError as exc:
+        return [f"refused: {exc}"]
+    return tableau_defects(tab, **kwargs)
+
+
 @pytest.mark.parametrize("tab", ALL_TABLEAUS, ids=lambda t: t.name)
 def test_any_single_wrong_coefficient_is_detected(tab):
+    """By the construction checks or, where those cannot see it, by the order conditions."""
     missed = []
     for field, index in _positions(tab):
         x = float(_value(tab, field, index))
-        wrong = _replace_entry(tab, field, index, x + PERTURBATION * max(1.0, abs(x)))
-        if not tableau_defects(wrong, check_dense_theta=(0.3, 0.7)):
+        make = functools.partial(_replace_entry, tab, field, index, x + PERTURBATION * max(1.0, abs(x)))
+        if not defects_of(make, check_dense_theta=(0.3, 0.7)):
             missed.append((field, index))
     assert missed == []
 
@@ -705,30 +719,30 @@ def test_wrong_stage_coefficient_is_caught_by_order_conditions(tab):
         for j in range(i):
             x = tab.row(i)[j]
             delta = PERTURBATION * max(1.0, abs(x))
-            wrong = _replace_entry(tab, "A", (i, j), x + delta)
-            c = list(wrong.c)
+            rows = [list(tab.row(k)) for k in range(tab.stages)]
+            rows[i][j] = x + delta
+            c = list(tab.c)
             c[i] = c[i] + delta
-            wrong = dataclasses.replace(wrong, c=tuple(c))
-            defects = tableau_defects(wrong, check_dense_theta=(0.3, 0.7))
-            if not defects or any(d.startswith("row sum") for d in defects):
+            make = functools.partial(dataclasses.replace, tab, A=tuple(map(tuple, rows)), c=tuple(c))
+            defects = defects_of(make, check_dense_theta=(0.3, 0.7))
+            if not defects or any(d.startswith("row sum") or "of A sums to" in d for d in defects):
                 missed.append(((i, j), defects[:1]))
     assert missed == []
 
 
 def test_checker_flags_a_known_wrong_tableau():
     dopri5 = TABLEAUS["dopri5"]
-    # a classic typo: 500/1113 -> 500/1131 in b (and hence in the FSAL row)
-    wrong = _replace_entry(dopri5, "b", 2, 500 / 1131)
-    defects = tableau_defects(wrong)
-    assert any(d.startswith("b: order condition") for d in defects)
-    assert any(d.startswith("fsal") for d in defects)
+    # a classic typo: 500/1113 -> 500/1131 in b: refused when built (sum b != 1)
+    with pytest.raises(InvalidTableauError, match=r"tableau 'dopri5': the weights b sum to 0\.9928.*not 1"):
+        _replace_entry(dopri5, "b", 2, 500 / 1131)
     # flipping the sign convention of b_err (b_hat - b instead of b - b_hat): 2 b - b_hat is
     # another fourth-order solution, so only the published b_hat tells the two apart
     flipped = dataclasses.replace(dopri5, b_err=tuple(-x for x in dopri5.b_err))
     assert tableau_defects(flipped) == []
     assert not matches_published_embedded_weight(flipped)
-    # claiming a fixed-step method is FSAL
-    assert any(d.startswith("fsal") for d in tableau_defects(dataclasses.replace(TABLEAUS["rk4"], fsal=True)))
+    # claiming a fixed-step method is FSAL: refused when built
+    with pytest.raises(InvalidTableauError, match="declared fsal=True, but its coefficients say False"):
+        dataclasses.replace(TABLEAUS["rk4"], fsal=True)
     # claiming one order too many
     assert tableau_defects(dataclasses.replace(TABLEAUS["dopri8"], order=9))
     assert tableau_defects(dataclasses.replace(TABLEAUS["rk8_13m"], order=9))
@@ -758,3 +772,35 @@ def test_tableau_validates_b_err_low():
         dataclasses.replace(dop853, b_err=None, b_err_low=dop853.b_err_low)
     with pytest.raises(ValueError, match="non-finite"):
         dataclasses.replace(dop853, b_err_low=(float("nan"),) + dop853.b_err_low[1:])
+
+
+HEUN = dict(name="heun", c=(0.0, 1.0), A=((), (1.0,)), b=(0.5, 0.5), order=2, b_err=(-0.5, 0.5), error_order=1)
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"c": (0.0, 0.9)}, "row 1 of A sums to 1.0, not c[1] = 0.9"),
+    ({"b": (0.5, 0.49)}, "the weights b sum to 0.99"),
+    ({"b_err": (-0.5, 0.51)}, "the error weights b_err sum to"),
+    ({"A": ((), (1.0, 0.5))}, "row 1 of A is not strictly lower triangular"),
+    ({"b": (0.5, float("nan"))}, "non-finite coefficient"),
+    ({"dense": ((1.0, -0.5), (0.0, 0.6))}, "dense row 1 gives b_1(1) = 0.6, not b[1] = 0.5"),
+    ({"fsal": True}, "declared fsal=True, but its coefficients say False"),
+])
+def test_tableau_refuses_inconsistent_coefficients(change, needle):
+    """Each construction check, on Heun's method with one thing wrong; the message names the
+    tableau and what is wrong, on one line."""
+    with pytest.raises(InvalidTableauError) as exc:
+        Tableau(**{**HEUN, **change})
+    assert str(exc.value).startswith("tableau 'heun': ") and needle in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_fsal_and_stage_count_are_derived():
+    heun = Tableau(**HEUN)
+    assert heun.stages == 2 and heun.fsal is False
+    # Heun-Euler with a third stage f(t + h, y_new): FSAL follows from the coefficients
+    fsal = Tableau(name="heun3", c=(0.0, 1.0, 1.0), A=((), (1.0,), (0.5, 0.5)), b=(0.5, 0.5, 0.0), order=2,
+                   b_err=(-0.5, 0.5, 0.0), error_order=1)
+    assert fsal.stages == 3 and fsal.fsal is True
+    assert Tableau(**{**HEUN, "fsal": False}).fsal is False  # a declaration that agrees is accepted
+    assert {t.name for t in ALL_TABLEAUS if t.fsal} == {"bosh3", "dopri5", "tsit5", "dopri8"}

@@ -196,10 +196,11 @@ def _dop853_scipy_norm(K, h, scale):
 def test_dop853_error_norm_is_scipys(dtype):
     """odebench's _error_ratio for dopri8 equals scipy's DOP853 error norm on random stages, and
     with a mixed norm it is the max over the slices of the same combination on each slice."""
-    from odebench_torch.integrate import RMSNorm, _error_ratio, _Plan
+    from odebench.solve import StagePlan
+    from odebench_torch.integrate import RMSNorm, _error_ratio
 
     tab = odebench.solver("dopri8")
-    plan = _Plan(tab)
+    plan = StagePlan(tab)
     rng = np.random.default_rng(0)
     rel = 1e-5 if dtype == torch.float32 else 1e-12
     for n, h in ((1, 0.3), (7, -0.05), (40, 1.7)):

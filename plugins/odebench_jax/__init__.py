@@ -1,23 +1,11 @@
-"""Built-in JAX plugin: registers jax-backprop, jax-adjoint and jax-adjoint-seminorm.
+"""Built-in JAX plugin: the JAX runtime and jax-backprop, jax-adjoint, jax-adjoint-seminorm.
 
-Registration imports no jax; the backends are built on first use, so odebench lists them
-(and explains what is missing) even where jax is not installed.
+Registration imports no jax; backends and runtime are built on first use, so odebench lists
+them (and explains what is missing) even where jax is not installed.
 """
 
 from odebench.hookspecs import hookimpl
-from odebench.specs import BackendSpec
-
-
-def _loader(kind: str, name: str):
-    def load():
-        from . import backends
-
-        if kind == "backprop":
-            return backends.BackpropBackend(name)
-        return backends.AdjointBackend(name, seminorm=(kind == "adjoint-seminorm"))
-
-    return load
-
+from odebench.specs import RuntimeSpec, gradient_method_specs, lazy
 
 _DESCRIPTIONS = {
     "backprop": "reverse mode through the jitted solver (checkpointed scan; memory ~ max_steps x state)",
@@ -28,7 +16,11 @@ _DESCRIPTIONS = {
 
 @hookimpl
 def odebench_register_backends(register):
-    for kind, text in _DESCRIPTIONS.items():
-        name = f"jax-{kind}"
-        register(BackendSpec(name=name, framework="jax", method=kind, load=_loader(kind, name),
-                             description=text, requires=("jax",)))
+    for spec in gradient_method_specs("jax", _DESCRIPTIONS, lazy("odebench_jax.backends:build_backend")):
+        register(spec)
+
+
+@hookimpl
+def odebench_register_runtimes(register):
+    register(RuntimeSpec("jax", load=lazy("odebench_jax.runtime:JaxRuntime"), requires=("jax", "optax"),
+                         description="jitted JAX: devices, block_until_ready clock, XLA memory, optax train step"))

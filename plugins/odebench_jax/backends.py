@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -40,27 +40,23 @@ import numpy as np
 from jax import lax
 
 from odebench.errors import InvalidInputError, NonFiniteStateError
-from odebench.options import WARM, resolve_adjoint_options
-from odebench.specs import SolverSpec, SolveStats, Tableau
+from odebench.solve import WARM, GradientBackend, SolveSetup, adjoint_norm_slices, error_for
+from odebench.specs import SolveStats
 
 from .integrate import (
     OK,
     SolveConfig,
     control_dtype,
-    error_for,
     fixed_step_count,
     integrate,
     integrate_jit,
     backprop_backward,
     make_config,
     numbers,
-    resolve_options,
     step_evaluations,
 )
-from .state import FlatFunc, Layout, check_function, check_times, check_tolerance, is_tracer, make_state
+from .state import FlatFunc, check_function, is_tracer, make_state, reject_traced, times_of
 
-DEFAULT_RTOL = 1e-7  # torchdiffeq's defaults, as the torch backends
-DEFAULT_ATOL = 1e-9
 BACKPROP_MAX_STEPS = 4096  # diffrax's default; jax-backprop's memory is proportional to it
 
 FORWARD_FIELDS = ("nfe_forward", "steps_accepted", "steps_rejected")
@@ -68,15 +64,13 @@ BACKWARD_FIELDS = ("nfe_backward", "steps_accepted_backward", "steps_rejected_ba
 
 
 class _Problem:
-    """One odeint call, checked: tableau, tolerances, options, times, state layout, function."""
+    """One odeint call, checked: the setup (tableau, tolerances, options), times, state layout, function."""
 
-    def __init__(self, backend, func, y0, t, args, solver, rtol, atol, options) -> None:
-        self.tableau = backend.resolve_solver(solver)
-        self.rtol = check_tolerance("rtol", rtol)
-        self.atol = check_tolerance("atol", atol)
-        self.options = resolve_options(self.tableau, options, backend.max_steps_default)
+    def __init__(self, setup: SolveSetup, func, y0, t, args) -> None:
+        self.setup = setup
+        self.tableau, self.options = setup.tableau, setup.options
         self.cdt = control_dtype()
-        self.times, self.times_list = check_times(t, self.cdt)
+        self.times, self.times_list = times_of(t, self.cdt)
         self.layout, parts = make_state(y0)
         if not callable(func):
             raise InvalidInputError(f"func must be callable as func(t, y, args), got {type(func).__name__}")
@@ -94,7 +88,7 @@ class _Problem:
 
     @property
     def nums(self):
-        return numbers(self.rtol, self.atol, self.options, self.cdt)
+        return numbers(self.setup.rtol, self.setup.atol, self.options, self.cdt)
 
 
 def _concrete(x) -> Optional[np.ndarray]:
@@ -118,7 +112,7 @@ def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps:
         backend.last_stats = stats
         for s, i in zip(np.asarray(status).reshape(-1), np.asarray(info).reshape(-1, 3)):
             if int(s) != OK:
-                return error_for(int(s), i, max_steps)
+                return error_for(int(s), *(float(x) for x in i), max_steps=max_steps)
         return None
 
     values = [_concrete(x) for x in (counts, status, info)]
@@ -145,58 +139,22 @@ def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps:
     jax.debug.callback(callback, packed)
 
 
-class JaxBackend:
-    """Base: solver lookup (through the registry it is bound to) and the shared call."""
+class JaxBackend(GradientBackend):
+    """Base: the shared call (solver lookup and the checks are odebench.solve's)."""
 
     framework = "jax"
-    method = ""
-    max_steps_default: Optional[int] = None  # None: the integrator's (10,000 adaptive)
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.last_stats = SolveStats()
+        super().__init__(name)
         self.last_error: Optional[Exception] = None
-        self._registry = None
-        try:
-            from .runtime import JaxRuntime
-        except ImportError:
-            self.runtime = None
-        else:
-            self.runtime = JaxRuntime()
 
-    def bind(self, registry) -> None:
-        self._registry = registry
+    def setup(self, solver, rtol, atol, options) -> SolveSetup:
+        reject_traced("rtol", rtol)
+        reject_traced("atol", atol)
+        return super().setup(solver, rtol, atol, options)
 
-    def resolve_solver(self, solver) -> Tableau:
-        if isinstance(solver, Tableau):
-            return solver
-        if self._registry is None:
-            import odebench
-
-            self._registry = odebench.registry()
-        spec = self._registry.solver(solver)
-        if isinstance(spec, SolverSpec):
-            raise InvalidInputError(f"solver {solver!r} is not a tableau; {self.name} runs tableau solvers only")
-        return spec
-
-    def odeint(
-        self,
-        func: Callable,
-        y0,
-        t,
-        args=None,
-        *,
-        solver="dopri5",
-        rtol: float = DEFAULT_RTOL,
-        atol: float = DEFAULT_ATOL,
-        options: Optional[dict] = None,
-        stats: Optional[SolveStats] = None,
-        **method_kwargs,
-    ):
-        """y at every time in t (first axis), in y0's layout (array or tuple of arrays)."""
-        stats = stats if stats is not None else SolveStats()
-        self.last_stats = stats
-        problem = _Problem(self, func, y0, t, args, solver, rtol, atol, options)
+    def _odeint(self, func, y0, t, args, setup: SolveSetup, stats: SolveStats, **method_kwargs):
+        problem = _Problem(setup, func, y0, t, args)
         self._check_method_kwargs(method_kwargs)
         ys, counts, status, info = self._run(problem, stats, **method_kwargs)
         _report(self, stats, FORWARD_FIELDS, counts, status, info, problem.options["max_steps"])
@@ -208,9 +166,6 @@ class JaxBackend:
 
     def _run(self, problem: _Problem, stats: SolveStats, **kwargs):
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}>"
 
 
 class BackpropBackend(JaxBackend):
@@ -389,7 +344,7 @@ class AdjointBackend(JaxBackend):
     and ``adjoint_atol`` default to the forward ones, ``adjoint_options`` to the forward options
     with the first step of each backward segment "warm" (the step the controller proposed last;
     ``adjoint_options={"first_step": None}`` gives torchdiffeq's fresh automatic step on every
-    segment: see ``odebench.options``).  Memory held for the backward pass does not grow with
+    segment: see ``odebench.solve.options``).  Memory held for the backward pass does not grow with
     the number of steps.  Gradients w.r.t. t are zero.
     """
 
@@ -404,24 +359,16 @@ class AdjointBackend(JaxBackend):
                                       if k not in ("adjoint_rtol", "adjoint_atol", "adjoint_options")})
 
     def _run(self, problem: _Problem, stats: SolveStats, adjoint_rtol=None, adjoint_atol=None, adjoint_options=None):
-        a_rtol = check_tolerance("adjoint_rtol", problem.rtol if adjoint_rtol is None else adjoint_rtol)
-        a_atol = check_tolerance("adjoint_atol", problem.atol if adjoint_atol is None else adjoint_atol)
-        a_options = resolve_adjoint_options(problem.tableau, problem.options, adjoint_options)
+        adj = problem.setup.adjoint(adjoint_rtol, adjoint_atol, adjoint_options)
         f = problem.f
         cfg = problem.config("while")
         n = problem.layout.size
         leaves, treedef = jax.tree_util.tree_flatten(problem.args)
         diff = tuple(i for i, leaf in enumerate(leaves) if _is_inexact(leaf))
-        slices = [(0, n), (n, 2 * n)]
-        if not self.seminorm:
-            start = 2 * n
-            for i in diff:
-                size = int(np.size(leaves[i]))
-                slices.append((start, start + size))
-                start += size
+        slices = adjoint_norm_slices(n, [int(np.size(leaves[i])) for i in diff], self.seminorm)
         aug = _Augmented(f, n, treedef, diff)
-        cfg_adj = problem.config("while", options=a_options, slices=slices)
-        a_nums = numbers(a_rtol, a_atol, a_options, problem.cdt)
+        cfg_adj = problem.config("while", options=adj.options, slices=slices)
+        a_nums = numbers(adj.rtol, adj.atol, adj.options, problem.cdt)
         backend = self
 
         @jax.custom_vjp
@@ -437,7 +384,7 @@ class AdjointBackend(JaxBackend):
             ct_ys = cts[0]
             grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums,
                                                                      h_forward)
-            _report(backend, stats, BACKWARD_FIELDS, counts, status, info, a_options["max_steps"])
+            _report(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"])
             arg_leaves = treedef.flatten_up_to(args)
             grads, offset = [], 0
             for i in diff:
@@ -449,3 +396,10 @@ class AdjointBackend(JaxBackend):
 
         solve.defvjp(solve_fwd, solve_bwd)
         return solve(problem.y0_flat, problem.args, problem.times, problem.nums, a_nums)
+
+
+def build_backend(method: str, name: str) -> JaxBackend:
+    """The backend of one gradient method (see the plugin's registration)."""
+    if method == "backprop":
+        return BackpropBackend(name)
+    return AdjointBackend(name, seminorm=(method == "adjoint-seminorm"))

@@ -13,8 +13,8 @@ Everything below runs inside one traced program: step-size control is traced sca
 arithmetic in the *control dtype* (float64 when ``jax_enable_x64`` is on, as torch's Python
 floats are; float32 otherwise), the state stays in its own dtype (float32 or float64), and the
 counters (function evaluations, accepted and rejected steps) are int32 values computed inside
-the loop.  Inside jit nothing can raise, so the loop returns a *status* and an *info* vector
-(where it stopped); the caller turns a non-zero status into the odebench error when the
+the loop.  Inside jit nothing can raise, so the loop returns a *status* (odebench.solve's codes)
+and an *info* vector (where it stopped); the caller turns a non-zero status into the odebench error when the
 values are concrete (eager calls), and otherwise reports it through its stats callback while
 the returned trajectory is all NaN.
 
@@ -27,7 +27,6 @@ step, t, h, and the output index it landed on -- in buffers of ``max_steps`` row
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
@@ -37,18 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from odebench.errors import MaxStepsError, NonFiniteStateError
-from odebench.options import WARM, resolve_options  # noqa: F401  (resolve_options: re-exported for the backends)
+from odebench.solve import WARM, StagePlan, Status, stage_plan
 from odebench.specs import Tableau
 
-# status codes returned by the loop (0 = success)
-OK = 0
-MAX_STEPS = 1  # adaptive: max_steps reached before the last time
-NON_FINITE = 2  # adaptive: the error ratio is nan/inf
-UNDERFLOW = 3  # adaptive: the step became smaller than 4 ulp of t
-MAX_STEPS_FIXED = 4
-NON_FINITE_FIXED = 5  # fixed step: nan/inf in the state at an output time
-NON_FINITE_Y0 = 6
+# the status codes of odebench.solve as plain ints (they become int32 constants of the program)
+OK, MAX_STEPS, NON_FINITE, UNDERFLOW, MAX_STEPS_FIXED, NON_FINITE_FIXED, NON_FINITE_Y0 = (int(s) for s in Status)
 
 
 def control_dtype():
@@ -87,26 +79,6 @@ def make_config(tableau: Tableau, options: dict, slices=None, driver="while", le
                        None if slices is None else tuple(tuple(s) for s in slices), driver, int(length))
 
 
-class _Plan:
-    """A tableau's coefficients as Python floats (they become literals in the traced program)."""
-
-    def __init__(self, tableau: Tableau) -> None:
-        self.tableau = tableau
-        self.c = [float(x) for x in tableau.c]
-        self.rows = [[float(x) for x in tableau.row(i)] for i in range(tableau.stages)]
-        self.b = [float(x) for x in tableau.b]
-        self.b_err = [float(x) for x in tableau.b_err] if tableau.adaptive else None
-        self.b_err_low = [float(x) for x in tableau.b_err_low] if tableau.b_err_low is not None else None
-        self.exponent = 1.0 / (tableau.error_order + 1) if tableau.adaptive else None
-        self.fsal = tableau.fsal
-        self.fsal_input_is_solution = self.fsal and self.rows[-1] == self.b[:-1]
-
-
-@functools.lru_cache(maxsize=None)
-def _plan(tableau: Tableau) -> _Plan:
-    return _Plan(tableau)
-
-
 # ---------------------------------------------------------------------------------------
 # one step, the error ratio, the first step
 # ---------------------------------------------------------------------------------------
@@ -130,7 +102,7 @@ def _weighted_sum(ks, coeffs, h, dtype):
     return out if out is not None else jnp.zeros_like(ks[0])
 
 
-def rk_step(f, plan: _Plan, t, y, f0, h, args):
+def rk_step(f, plan: StagePlan, t, y, f0, h, args):
     """One RK step from (t, y) with first stage f0: returns (y_new, stages).
 
     The stages are computed in a ``lax.scan`` over the rows of A, so ``func`` is traced once
@@ -183,7 +155,7 @@ def dop853_combination(e, e_low):
     return jnp.where(jnp.isfinite(e) & jnp.isfinite(e_low), comb, e + e_low)
 
 
-def error_ratio(plan: _Plan, ks, y0, y1, h, rtol, atol, slices, cdt):
+def error_ratio(plan: StagePlan, ks, y0, y1, h, rtol, atol, slices, cdt):
     """The controller's error ratio (no gradient flows through it)."""
     ks = [lax.stop_gradient(k) for k in ks]
     y0, y1 = lax.stop_gradient(y0), lax.stop_gradient(y1)
@@ -282,43 +254,15 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
     and the step the controller proposes next (an adjoint's backward segment starts with it).
     On failure ys is all NaN.  Times may decrease; they are not differentiated.
     """
-    plan = _plan(cfg.tableau)
-    opts = cfg.opts
     cdt = control_dtype()
     dtype = y0.dtype
     times = lax.stop_gradient(jnp.asarray(times, cdt))
     T = times.shape[0]
-    nums = lax.stop_gradient(jnp.asarray(nums, cdt))
-    rtol, atol, step_size, warm_step = nums[0], nums[1], nums[2], nums[3]
-    zero_info = jnp.zeros(3, cdt)
     if T == 1:
-        return y0[None], jnp.zeros(3, jnp.int32), _i32(OK), zero_info
-    direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
-    t0 = times[0]
-    f0 = f(t0.astype(dtype), y0, args)
-    nfe = 1
-    status0 = jnp.where(jnp.all(jnp.isfinite(lax.stop_gradient(y0))), OK, NON_FINITE_Y0).astype(jnp.int32)
-    max_steps = opts["max_steps"]
-
-    if plan.tableau.adaptive:
-        if opts["first_step"] == WARM:
-            h = direction * warm_step
-        elif opts["first_step"] is not None:
-            h = direction * opts["first_step"]
-        else:
-            h = direction * initial_step(f, t0, y0, f0, direction, plan.tableau.error_order,
-                                         rtol, atol, cfg.slices, args, cdt)
-            nfe += 1
-        attempt = _adaptive_attempt(f, plan, cfg, times, direction, args, rtol, atol, cdt)
-    else:
-        h = step_size
-        attempt = _fixed_attempt(f, plan, step_size, times, args, cdt)
-
-    c0 = _Carry(
-        k=_i32(1), t=t0, y=y0, fy=f0, fy_valid=jnp.asarray(True), h=jnp.asarray(h, cdt),
-        rejected=jnp.asarray(False), j=_i32(0), steps=_i32(0), nfe=_i32(nfe), acc=_i32(0), rej=_i32(0),
-        status=status0, info=zero_info,
-    )
+        return y0[None], jnp.zeros(3, jnp.int32), _i32(OK), jnp.zeros(3, cdt)
+    plan = stage_plan(cfg.tableau)
+    c0, attempt = _start(f, plan, cfg, y0, args, times, lax.stop_gradient(jnp.asarray(nums, cdt)), cdt)
+    max_steps = cfg.opts["max_steps"]
 
     def active(p):
         ints = p[3]
@@ -344,18 +288,53 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
         return p2, ys, tape
 
     p, ys, tape = lax.while_loop(lambda s: active(s[0]), body, (_pack(c0), buf, tape0))
-    c = _unpack(p)
+    ys, counts, status, info = _finish(plan, _unpack(p), ys, times)
+    if record:
+        return ys, counts, status, info, tape
+    return ys, counts, status, info
 
+
+def _start(f, plan: StagePlan, cfg: SolveConfig, y0, args, times, nums, cdt):
+    """The loop's first carry (f(t0, y0) evaluated, the first step chosen) and its step attempt."""
+    opts = cfg.opts
+    rtol, atol, step_size, warm_step = nums[0], nums[1], nums[2], nums[3]
+    direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
+    t0 = times[0]
+    f0 = f(t0.astype(y0.dtype), y0, args)
+    nfe = 1
+    status0 = jnp.where(jnp.all(jnp.isfinite(lax.stop_gradient(y0))), OK, NON_FINITE_Y0).astype(jnp.int32)
+    if plan.tableau.adaptive:
+        if opts["first_step"] == WARM:
+            h = direction * warm_step
+        elif opts["first_step"] is not None:
+            h = direction * opts["first_step"]
+        else:
+            h = direction * initial_step(f, t0, y0, f0, direction, plan.tableau.error_order,
+                                         rtol, atol, cfg.slices, args, cdt)
+            nfe += 1
+        attempt = _adaptive_attempt(f, plan, cfg, times, direction, args, rtol, atol, cdt)
+    else:
+        h = step_size
+        attempt = _fixed_attempt(f, plan, step_size, times, args, cdt)
+    c0 = _Carry(
+        k=_i32(1), t=t0, y=y0, fy=f0, fy_valid=jnp.asarray(True), h=jnp.asarray(h, cdt),
+        rejected=jnp.asarray(False), j=_i32(0), steps=_i32(0), nfe=_i32(nfe), acc=_i32(0), rej=_i32(0),
+        status=status0, info=jnp.zeros(3, cdt),
+    )
+    return c0, attempt
+
+
+def _finish(plan: StagePlan, c: _Carry, ys, times):
+    """(ys, counts, status, info) from the last carry: max_steps exhausted becomes a status, and
+    a failed solve's ys are NaN."""
+    T = times.shape[0]
     exhausted = (c.k < T) & (c.status == OK)
     code = MAX_STEPS if plan.tableau.adaptive else MAX_STEPS_FIXED
     status = jnp.where(exhausted, code, c.status).astype(jnp.int32)
     k_last = jnp.minimum(c.k, T - 1)
     info = jnp.where(exhausted | (status == OK), jnp.stack([c.t, times[k_last], jnp.abs(c.h)]), c.info)
-    ys = jnp.where(status == OK, ys, jnp.asarray(jnp.nan, dtype))
-    counts = jnp.stack([c.nfe, c.acc, c.rej])
-    if record:
-        return ys, counts, status, info, tape
-    return ys, counts, status, info
+    ys = jnp.where(status == OK, ys, jnp.asarray(jnp.nan, ys.dtype))
+    return ys, jnp.stack([c.nfe, c.acc, c.rej]), status, info
 
 
 # ---------------------------------------------------------------------------------------
@@ -398,7 +377,7 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
     differentiated.  The step size is a constant (step-size control is not differentiated, as
     in torch).  Returns (dL/dy0, [dL/d leaf for each index in diff]).
     """
-    plan = _plan(cfg.tableau)
+    plan = stage_plan(cfg.tableau)
     dtype = ct_ys.dtype
     params = [arg_leaves[i] for i in diff]
 
@@ -432,7 +411,7 @@ def _ensure_fy(f, plan, c, args):
     return fy, c.nfe + jnp.where(c.fy_valid, 0, 1).astype(jnp.int32)
 
 
-def _adaptive_attempt(f, plan: _Plan, cfg: SolveConfig, times, direction, args, rtol, atol, cdt):
+def _adaptive_attempt(f, plan: StagePlan, cfg: SolveConfig, times, direction, args, rtol, atol, cdt):
     opts = cfg.opts
     safety, ifactor, dfactor = opts["safety"], opts["ifactor"], opts["dfactor"]
     exponent = plan.exponent
@@ -484,7 +463,7 @@ def _adaptive_attempt(f, plan: _Plan, cfg: SolveConfig, times, direction, args, 
     return attempt
 
 
-def _fixed_attempt(f, plan: _Plan, step_size, times, args, cdt):
+def _fixed_attempt(f, plan: StagePlan, step_size, times, args, cdt):
     n_new = len(plan.c) - 1
 
     def attempt(c: _Carry):
@@ -530,32 +509,3 @@ def fixed_step_count(times, step_size: float, cdt) -> int:
     d = np.abs(np.diff(ts)).astype(cdt)
     n = np.maximum(1.0, np.ceil(d / np.asarray(step_size, cdt) - np.asarray(1e-9, cdt)))
     return int(n.sum())
-
-
-# ---------------------------------------------------------------------------------------
-# status -> odebench error
-# ---------------------------------------------------------------------------------------
-
-def error_for(status: int, info, max_steps: int, what: str = "the state") -> Optional[Exception]:
-    """The odebench error for a loop's status (None for success); messages as in torch."""
-    t, t_next, h = (float(x) for x in info)
-    if status == OK:
-        return None
-    if status == MAX_STEPS:
-        return MaxStepsError(
-            f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g} "
-            f"(last step {abs(h):.3g}); raise options['max_steps'] or loosen rtol/atol"
-        )
-    if status == MAX_STEPS_FIXED:
-        return MaxStepsError(f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g}")
-    if status == NON_FINITE:
-        return NonFiniteStateError(f"non-finite value (nan/inf) in {what} at t={t:.10g} (step {h:.3g})")
-    if status == UNDERFLOW:
-        return NonFiniteStateError(
-            f"step size underflow ({abs(h):.3g}) at t={t:.10g}: the problem is stiff or the dynamics blow up"
-        )
-    if status == NON_FINITE_FIXED:
-        return NonFiniteStateError(f"non-finite value (nan/inf) in {what} at t={t:.10g}")
-    if status == NON_FINITE_Y0:
-        return NonFiniteStateError("non-finite value (nan/inf) in y0")
-    return NonFiniteStateError(f"solver failed with status {status}")

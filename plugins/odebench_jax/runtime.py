@@ -1,7 +1,8 @@
-"""What the harness needs from jax: devices, seeding, a synchronised clock, memory, the train step.
+"""The JAX Runtime and Trainer (the contract of odebench.protocols).
 
 The harness owns the loop and the bookkeeping; this module is the only place where jax is
-driven on its behalf (the jax counterpart of ``odebench_torch.runtime``).
+driven on its behalf (the jax counterpart of ``odebench_torch.runtime``).  It needs no backend:
+a model without an ODE trains here with odeint None.
 
 Memory (``memory_kind``):
 
@@ -17,10 +18,8 @@ Memory (``memory_kind``):
 
 from __future__ import annotations
 
-import functools
 import random
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -29,18 +28,11 @@ import jax
 import jax.numpy as jnp
 
 from odebench.errors import InvalidInputError
+from odebench.protocols import BoundOdeint, StepResult
 from odebench.specs import SolveStats
 
 DTYPES = ("float32", "float64")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-@dataclass
-class StepResult:
-    loss: float
-    time_forward_s: float
-    time_backward_s: float
-    memory_bytes: Optional[int]
 
 
 def _gpus() -> list:
@@ -138,7 +130,7 @@ class JaxRuntime:
             jax.block_until_ready(value)
         jax.effects_barrier()
 
-    def trainer(self, problem, odeint: Callable, device: str) -> "JaxTrainer":
+    def trainer(self, problem, odeint: Optional[BoundOdeint], device: str) -> "JaxTrainer":
         return JaxTrainer(self, problem, odeint, device)
 
 
@@ -191,17 +183,14 @@ def _signature(tree) -> tuple:
     return treedef, tuple((np.shape(x), str(jnp.result_type(x))) for x in leaves)
 
 
-def _timing_odeint(odeint: Callable) -> tuple:
-    """(odeint, stats) for the forward-only timing program, counting into a SolveStats of its own.
-
-    The harness binds its SolveStats as ``functools.partial(..., stats=stats)``; the extra
-    forward-only run must not add to it, so the timing program counts into another one
-    (returned; None when odeint binds no stats -- then there is nothing to protect).
-    """
-    if isinstance(odeint, functools.partial) and "stats" in (odeint.keywords or {}):
-        stats = SolveStats()
-        return functools.partial(odeint, stats=stats), stats
-    return odeint, None
+def _timing_odeint(odeint: Optional[BoundOdeint]) -> tuple:
+    """(odeint, stats) for the forward-only timing program, counting into a SolveStats of its own:
+    the cell's SolveStats must hold exactly one forward and one backward per step.  (None, None)
+    for a model without an ODE."""
+    if odeint is None:
+        return None, None
+    stats = SolveStats()
+    return odeint.with_stats(stats), stats
 
 
 def _loss_fn_from_protocol(problem) -> Callable:
@@ -244,11 +233,9 @@ class JaxTrainer:
 
     Measurement (architecture.md section 4):
 
-    * iteration 0 reports the compile: time_forward_s = compile time of the loss program,
-      time_backward_s = compile time of the value-and-grad and update programs (so the
-      harness's ``compile_s`` is the pure compile time of the cell's train step; the first
-      executions that follow are not timed);
-    * every step then runs the jitted loss alone (forward time), then the jitted
+    * the step that compiles (the first, or one whose batch has new shapes) reports the compile
+      time of the three programs as ``compile_s``, apart from its run times;
+    * every step runs the jitted loss alone (forward time), then the jitted
       value_and_grad; **backward time = value_and_grad time - forward time** (clamped at 0),
       each clock read after ``block_until_ready``.  The optimizer update is not timed
       (torch's optimizer.step() is not either);
@@ -260,7 +247,7 @@ class JaxTrainer:
       the device's ``peak_bytes_in_use`` on GPU), read on the probed iterations.
     """
 
-    def __init__(self, runtime: JaxRuntime, problem, odeint: Callable, device: str) -> None:
+    def __init__(self, runtime: JaxRuntime, problem, odeint: Optional[BoundOdeint], device: str) -> None:
         import optax
 
         self.runtime, self.problem, self.odeint, self.device = runtime, problem, odeint, device
@@ -288,32 +275,29 @@ class JaxTrainer:
         self._jit_grad = jax.jit(loss_and_grad)
         self._jit_update = jax.jit(update)
         self._compiled: dict = {}  # signature of (params, batch) -> (loss, grad, update) programs
-        self.compile_s: Optional[float] = None
         self.temp_bytes: Optional[int] = None
 
     def n_params(self) -> int:
         return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.problem.model)))
 
     def _programs(self, batch):
-        """The three compiled programs for this batch's shapes, and the compile seconds it took."""
+        """The three compiled programs for this batch's shapes, and the compile seconds it took
+        (None when they were compiled before)."""
         key = (_signature(self.params), _signature(batch))
         if key in self._compiled:
-            return self._compiled[key], 0.0, 0.0
+            return self._compiled[key], None
         t0 = time.perf_counter()
         loss_c = self._jit_loss.lower(self.params, batch).compile()
-        t1 = time.perf_counter()
         grad_c = self._jit_grad.lower(self.params, batch).compile()
         grads_info = grad_c.out_info[1]
         update_c = self._jit_update.lower(grads_info, self.opt_state, self.params).compile()
-        t2 = time.perf_counter()
+        compile_s = time.perf_counter() - t0
         analysis = grad_c.memory_analysis()
         if analysis is not None:
             self.temp_bytes = int(analysis.temp_size_in_bytes)
         programs = (loss_c, grad_c, update_c)
         self._compiled[key] = programs
-        if self.compile_s is None:
-            self.compile_s = t2 - t0
-        return programs, t1 - t0, t2 - t1
+        return programs, compile_s
 
     def _memory(self) -> Optional[int]:
         if self.gpu:
@@ -324,7 +308,7 @@ class JaxTrainer:
 
     def step(self, iteration: int, probe_memory: bool = False) -> StepResult:
         batch = jax.device_put(self.problem.batch(iteration), self.jax_device)
-        (loss_c, grad_c, update_c), compile_fwd, compile_bwd = self._programs(batch)
+        (loss_c, grad_c, update_c), compile_s = self._programs(batch)
         block(batch)
         block(self.params)
         if self.timing_stats is not None:
@@ -340,14 +324,11 @@ class JaxTrainer:
         self.params, self.opt_state = update_c(grads, self.opt_state, self.params)
         self.problem.model = self.params
         loss = float(value)
-        memory = self._memory() if probe_memory else None
-        if iteration == 0 and (compile_fwd or compile_bwd):
-            # the warm-up: report the compile (the harness records iteration 0 as compile_s)
-            return StepResult(loss, compile_fwd, compile_bwd, memory)
+        memory = self._memory() if probe_memory else None  # read after the clock: nothing perturbed
         forward = t1 - t0
-        return StepResult(loss, forward, max(t2 - t1 - forward, 0.0), memory)
+        return StepResult(loss, forward, max(t2 - t1 - forward, 0.0), peak_memory_bytes=memory, compile_s=compile_s)
 
-    def evaluate(self, odeint: Callable) -> float:
+    def evaluate(self, odeint: Optional[BoundOdeint]) -> float:
         """The task's metric with the current parameters (no gradients are taken)."""
         value = float(self.problem.evaluate(odeint))
         jax.effects_barrier()

@@ -1,12 +1,11 @@
-"""Checking a solve's inputs (in Python, before anything is traced) and presenting the state
-(an array or a tuple of arrays) to the integrator as one flat vector.
+"""Presenting a solve's inputs to the JAX integrator (in Python, before anything is traced):
+times in the control dtype, the state (an array or a tuple of arrays) as one flat vector.
 
-The messages are the torch plugin's, so a user gets the same error from either framework.
+The checks and their messages are odebench.solve's, shared with torch.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -15,43 +14,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from odebench.errors import InvalidInputError
+from odebench.solve import check_outputs, check_state, check_times, slices_of
 
 
 def is_tracer(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def check_tolerance(name: str, value) -> float:
+def reject_traced(name: str, value) -> None:
+    """Tolerances steer the compiled loop's structure: they must be known when it is traced."""
     if is_tracer(value):
         raise InvalidInputError(f"{name} must be a concrete number (a Python float), not a traced value")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
-    return x
 
 
-def check_times(t, cdt):
+def times_of(t, cdt):
     """(times as a control-dtype array, times as floats or None when traced).
 
-    Concrete times must be 1-D, finite and strictly monotonic (checked here); traced times
-    (t passed as an argument of a jitted function) are used as they are, unchecked.
+    Concrete times are checked (1-D, finite, strictly monotonic); traced times (t passed as an
+    argument of a jitted function) are checked for their shape only.
     """
     if is_tracer(t):
-        if t.ndim != 1 or t.shape[0] < 1:
-            raise InvalidInputError(f"t must be a 1-D array of at least one time, got shape {tuple(t.shape)}")
+        check_times(tuple(t.shape), None, kind="array")
         return jnp.asarray(t, cdt), None
     arr = np.asarray(t, dtype=np.float64)
-    if arr.ndim != 1 or arr.size < 1:
-        raise InvalidInputError(f"t must be a 1-D array of at least one time, got shape {tuple(arr.shape)}")
-    times = [float(x) for x in arr.tolist()]
-    if not all(math.isfinite(x) for x in times):
-        raise InvalidInputError("t must hold finite times (found nan/inf)")
-    diffs = [b - a for a, b in zip(times, times[1:])]
-    if diffs and not (all(d > 0 for d in diffs) or all(d < 0 for d in diffs)):
-        raise InvalidInputError("t must be strictly increasing or strictly decreasing (no repeats)")
+    times = check_times(arr.shape, arr.reshape(-1).tolist(), kind="array")
     return jnp.asarray(np.asarray(t), cdt), times
 
 
@@ -74,13 +60,7 @@ class Layout:
     @property
     def slices(self) -> Optional[tuple]:
         """Per-array slices of the flat state (for a mixed norm); None for a single array."""
-        if not self.is_tuple:
-            return None
-        out, start = [], 0
-        for n in self.sizes:
-            out.append((start, start + n))
-            start += n
-        return tuple(out)
+        return tuple(slices_of(self.sizes)) if self.is_tuple else None
 
     def flatten(self, parts):
         if not self.is_tuple:
@@ -112,22 +92,13 @@ class Layout:
 def make_state(y0):
     """(Layout, the parts as jax arrays) after checking y0."""
     is_tuple = isinstance(y0, (tuple, list))
-    parts = tuple(y0) if is_tuple else (y0,)
-    if not parts:
-        raise InvalidInputError("y0 must be an array or a non-empty tuple of arrays")
-    arrays = []
-    for p in parts:
-        if not (is_tracer(p) or isinstance(p, (jax.Array, np.ndarray, np.generic, float, int, list))):
-            raise InvalidInputError(f"y0 must be an array or a tuple of arrays, got {type(p).__name__}")
-        a = jnp.asarray(p)
-        if not jnp.issubdtype(a.dtype, jnp.floating):
-            raise InvalidInputError(f"y0 must have a floating dtype (float32/float64), got {a.dtype}")
-        arrays.append(a)
-    dtypes = {a.dtype for a in arrays}
-    if len(dtypes) > 1:
-        raise InvalidInputError("all arrays of a tuple y0 must share one dtype")
+    accepted = (jax.Array, np.ndarray, np.generic, float, int, list)
+    arrays = tuple(jnp.asarray(p) if is_tracer(p) or isinstance(p, accepted) else p
+                   for p in (tuple(y0) if is_tuple else (y0,)))
+    check_state(arrays, lambda p: is_tracer(p) or isinstance(p, jax.Array), lambda p: jnp.issubdtype(p.dtype, jnp.floating),
+                kind="array")
     layout = Layout(is_tuple, tuple(tuple(a.shape) for a in arrays), str(arrays[0].dtype))
-    return layout, tuple(arrays)
+    return layout, arrays
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,22 +130,6 @@ def check_function(func: Callable, layout: Layout, args) -> None:
     dtype = jnp.dtype(layout.dtype)
     t_spec = jax.ShapeDtypeStruct((), dtype)
     y_spec = tuple(jax.ShapeDtypeStruct(s, dtype) for s in layout.shapes)
-    y_spec = y_spec if layout.is_tuple else y_spec[0]
-    out = jax.eval_shape(func, t_spec, y_spec, args)
-    n = len(layout.shapes)
-    if layout.is_tuple:
-        if not isinstance(out, (tuple, list)):
-            raise InvalidInputError(f"func must return a tuple of {n} arrays like y0, got {type(out).__name__}")
-        outs = tuple(out)
-        if len(outs) != n:
-            raise InvalidInputError(f"func returned {len(outs)} tensors, y0 has {n}")
-    else:
-        outs = (out,)
-    for i, (o, shape) in enumerate(zip(outs, layout.shapes)):
-        where = f" (element {i})" if layout.is_tuple else ""
-        if not hasattr(o, "shape") or not hasattr(o, "dtype"):
-            raise InvalidInputError(f"func must return arrays, got {type(o).__name__}{where}")
-        if tuple(o.shape) != tuple(shape):
-            raise InvalidInputError(f"func returned shape {tuple(o.shape)}{where}, expected y0's shape {tuple(shape)}")
-        if o.dtype != dtype:
-            raise InvalidInputError(f"func returned dtype {o.dtype}{where}, expected y0's dtype {dtype}")
+    out = jax.eval_shape(func, t_spec, y_spec if layout.is_tuple else y_spec[0], args)
+    check_outputs(out, layout.shapes, dtype, layout.is_tuple, lambda o: hasattr(o, "shape") and hasattr(o, "dtype"),
+                  kind="array")

@@ -129,7 +129,6 @@ bosh3 = Tableau(
     order=3,
     b_err=(2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8),
     error_order=2,
-    fsal=True,
     description="Bogacki-Shampine 3(2) pair: four stages (three per step with FSAL), "
     "third-order solution, second-order error estimate (MATLAB's ode23).",
     reference=(
@@ -162,7 +161,6 @@ dopri5 = Tableau(
     order=5,
     b_err=(71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
     error_order=4,
-    fsal=True,
     dense=(
         (1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432),
         (0.0, 0.0, 0.0, 0.0),
@@ -238,7 +236,6 @@ tsit5 = Tableau(
         -1 / 66,
     ),
     error_order=4,
-    fsal=True,
     description="Tsitouras 5(4) pair: seven stages (six per step with FSAL), fifth-order "
     "solution, fourth-order error estimate; derived without the row simplifying assumptions, "
     "it has smaller error constants than Dormand-Prince 5(4) (Julia's Tsit5, diffrax's default).",
@@ -387,7 +384,6 @@ rk8_13m = Tableau(
         1 / 4,
     ),
     error_order=7,
-    fsal=False,
     description="Prince-Dormand 8(7) pair (RK8(7)13M): thirteen stages, eighth-order "
     "solution, seventh-order error estimate (torchdiffeq calls this method dopri8; odebench's "
     "dopri8 is Hairer's DOP853).",
@@ -548,7 +544,6 @@ dopri8 = Tableau(
         0.0,
     ),
     error_order=7,
-    fsal=True,
     # E3 = b - bhh
     b_err_low=tuple(b - _DOP853_BHH.get(j, 0.0) for j, b in enumerate(_DOP853_B)) + (0.0,),
     description="Hairer's DOP853, the Dormand-Prince 8(5,3) method: thirteen stages (twelve "

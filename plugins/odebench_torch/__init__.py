@@ -1,23 +1,11 @@
-"""Built-in torch plugin: registers torch-backprop, torch-adjoint and torch-adjoint-seminorm.
+"""Built-in torch plugin: the torch runtime and torch-backprop, torch-adjoint, torch-adjoint-seminorm.
 
-Registration imports no torch; the backends are built on first use, so odebench lists
+Registration imports no torch; backends and runtime are built on first use, so odebench lists
 them (and explains what is missing) even where torch is not installed.
 """
 
 from odebench.hookspecs import hookimpl
-from odebench.specs import BackendSpec
-
-
-def _loader(kind: str, name: str):
-    def load():
-        from . import backends
-
-        if kind == "backprop":
-            return backends.BackpropBackend(name)
-        return backends.AdjointBackend(name, seminorm=(kind == "adjoint-seminorm"))
-
-    return load
-
+from odebench.specs import RuntimeSpec, gradient_method_specs, lazy
 
 _DESCRIPTIONS = {
     "backprop": "reverse mode through the solver's operations (exact for the discretisation; memory grows with NFE)",
@@ -28,7 +16,11 @@ _DESCRIPTIONS = {
 
 @hookimpl
 def odebench_register_backends(register):
-    for kind, text in _DESCRIPTIONS.items():
-        name = f"torch-{kind}"
-        register(BackendSpec(name=name, framework="torch", method=kind, load=_loader(kind, name),
-                             description=text, requires=("torch",)))
+    for spec in gradient_method_specs("torch", _DESCRIPTIONS, lazy("odebench_torch.backends:build_backend")):
+        register(spec)
+
+
+@hookimpl
+def odebench_register_runtimes(register):
+    register(RuntimeSpec("torch", load=lazy("odebench_torch.runtime:TorchRuntime"), requires=("torch",),
+                         description="eager PyTorch: devices, synchronised clock, allocator memory, train step"))

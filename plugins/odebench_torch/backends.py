@@ -11,43 +11,38 @@ Pass ``stats=`` to accumulate several calls into one SolveStats.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from odebench.errors import InvalidInputError
-from odebench.options import WARM, resolve_adjoint_options
-from odebench.specs import SolverSpec, SolveStats, Tableau
+from odebench.solve import WARM, GradientBackend, SolveSetup, adjoint_norm_slices
+from odebench.specs import SolveStats
 
-from .runtime import TorchRuntime
-from .integrate import RMSNorm, StepCounts, integrate, resolve_options
-from .state import FlatState, check_finite, check_times, check_tolerance, wrap_function
-
-DEFAULT_RTOL = 1e-7  # torchdiffeq's defaults
-DEFAULT_ATOL = 1e-9
+from .integrate import RMSNorm, StepCounts, integrate
+from .state import FlatState, check_finite, times_of, wrap_function
 
 
 class _Solve:
-    """Everything fixed for one odeint call: the flat function, times, method and counters."""
+    """Everything fixed for one odeint call: the setup, the flat function, times and counters."""
 
-    def __init__(self, backend, func, y0, t, solver, rtol, atol, options, stats):
-        self.tableau = backend.resolve_solver(solver)
-        self.rtol = check_tolerance("rtol", rtol)
-        self.atol = check_tolerance("atol", atol)
-        self.options = resolve_options(self.tableau, options)
-        self.times = check_times(t)
+    def __init__(self, setup: SolveSetup, func, y0, t, stats: SolveStats):
+        self.setup = setup
+        self.times = times_of(t)
         self.state = FlatState(y0)
         self.stats = stats
         self.nfe = [0]
         self.func = func
         self.f = wrap_function(func, self.state, self.nfe)
         self.norm = RMSNorm(self.state.slices)
+        self.next_step = 0.0
 
     def forward(self, y0_flat: torch.Tensor) -> torch.Tensor:
         check_finite(y0_flat)
         counts = StepCounts()
+        s = self.setup
         try:
-            ys = integrate(self.f, y0_flat, self.times, self.tableau, self.rtol, self.atol, self.options, self.norm, counts)
+            ys = integrate(self.f, y0_flat, self.times, s.tableau, s.rtol, s.atol, s.options, self.norm, counts)
             self.next_step = counts.next_step
         finally:
             self.stats.nfe_forward += self.nfe[0]
@@ -57,61 +52,22 @@ class _Solve:
         return torch.stack(ys)
 
 
-class TorchBackend:
-    """Base: solver lookup (through the registry it is bound to) and the shared call."""
+class TorchBackend(GradientBackend):
+    """Base: the shared call (solver lookup and the checks are odebench.solve's)."""
 
     framework = "torch"
-    method = ""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.last_stats = SolveStats()
-        self._registry = None
-        self.runtime = TorchRuntime()
-
-    def bind(self, registry) -> None:
-        self._registry = registry
-
-    def resolve_solver(self, solver) -> Tableau:
-        if isinstance(solver, Tableau):
-            return solver
-        if self._registry is None:
-            import odebench
-
-            self._registry = odebench.registry()
-        spec = self._registry.solver(solver)
-        if isinstance(spec, SolverSpec):
-            raise InvalidInputError(
-                f"solver {solver!r} is not a tableau; {self.name} runs tableau solvers only"
-            )
-        return spec
-
-    def odeint(
-        self,
-        func: Callable,
-        y0,
-        t,
-        *,
-        solver="dopri5",
-        rtol: float = DEFAULT_RTOL,
-        atol: float = DEFAULT_ATOL,
-        options: Optional[dict] = None,
-        stats: Optional[SolveStats] = None,
-        **method_kwargs,
-    ):
-        """y at every time in t (first axis), in y0's layout (tensor or tuple of tensors)."""
-        stats = stats if stats is not None else SolveStats()
-        self.last_stats = stats
-        solve = _Solve(self, func, y0, t, solver, rtol, atol, options, stats)
+    def _odeint(self, func, y0, t, args, setup: SolveSetup, stats: SolveStats, **method_kwargs):
+        if args is not None:
+            raise InvalidInputError(f"{self.name} calls func(t, y): pass parameters inside func (an nn.Module "
+                                    f"or a closure), not as args")
+        solve = _Solve(setup, func, y0, t, stats)
         y0_flat = solve.state.flatten(solve.state.parts)
         ys = self._run(solve, y0_flat, **method_kwargs)
         return solve.state.unflatten_trajectory(ys)
 
     def _run(self, solve: _Solve, y0_flat: torch.Tensor, **kwargs) -> torch.Tensor:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}>"
 
 
 class BackpropBackend(TorchBackend):
@@ -137,7 +93,7 @@ class AdjointBackend(TorchBackend):
     ``adjoint_rtol`` / ``adjoint_atol`` default to the forward ones, ``adjoint_options`` to the
     forward options with the first step of each backward segment "warm" (the step the
     controller proposed last); ``adjoint_options={"first_step": None}`` restarts the automatic
-    first step on every segment, as torchdiffeq does (see ``odebench.options``).
+    first step on every segment, as torchdiffeq does (see ``odebench.solve.options``).
     Gradients with respect to t are not computed.
     """
 
@@ -159,9 +115,7 @@ class AdjointBackend(TorchBackend):
         if adjoint_params is None:
             adjoint_params = tuple(solve.func.parameters()) if isinstance(solve.func, torch.nn.Module) else ()
         params = tuple(p for p in adjoint_params if p.requires_grad)
-        solve.adjoint_rtol = check_tolerance("adjoint_rtol", solve.rtol if adjoint_rtol is None else adjoint_rtol)
-        solve.adjoint_atol = check_tolerance("adjoint_atol", solve.atol if adjoint_atol is None else adjoint_atol)
-        solve.adjoint_options = resolve_adjoint_options(solve.tableau, solve.options, adjoint_options)
+        solve.adjoint = solve.setup.adjoint(adjoint_rtol, adjoint_atol, adjoint_options)
         solve.params = params
         solve.seminorm = self.seminorm
         return _AdjointFunction.apply(solve, y0_flat, *params)
@@ -200,21 +154,14 @@ class _AdjointFunction(torch.autograd.Function):
             parts += [(torch.zeros_like(x) if g is None else g).reshape(-1) for g, x in zip(grads, (y_, *params))]
             return torch.cat(parts)
 
-        # Mixed norm: max of the RMS of y, of a, and (plain adjoint only) of each parameter's
-        # cotangent -- the channels torchdiffeq's adjoint uses, so NFE are comparable.
-        slices = [(0, n), (n, 2 * n)]
-        if not solve.seminorm:
-            start = 2 * n
-            for p in params:
-                slices.append((start, start + p.numel()))
-                start += p.numel()
-        norm = RMSNorm(slices)
+        norm = RMSNorm(adjoint_norm_slices(n, [p.numel() for p in params], solve.seminorm))
         counts = StepCounts()
         times = solve.times
         a = grad_ys[-1].reshape(-1)
         g = torch.zeros(n_params, dtype=ys.dtype, device=ys.device)
         nfe_before = solve.nfe[0]
-        options = dict(solve.adjoint_options)
+        adj = solve.adjoint
+        options = dict(adj.options)
         warm = options.get("first_step") == WARM
         counts.next_step = solve.next_step  # the forward controller's last proposal
         try:
@@ -224,8 +171,7 @@ class _AdjointFunction(torch.autograd.Function):
                         options["first_step"] = counts.next_step
                     s0 = torch.cat([ys[i].reshape(-1), a, g])
                     s1 = integrate(
-                        augmented, s0, [times[i], times[i - 1]], solve.tableau,
-                        solve.adjoint_rtol, solve.adjoint_atol, options, norm, counts,
+                        augmented, s0, [times[i], times[i - 1]], adj.tableau, adj.rtol, adj.atol, options, norm, counts,
                     )[-1]
                     a = s1[n : 2 * n] + grad_ys[i - 1].reshape(-1)
                     g = s1[2 * n :]
@@ -241,3 +187,10 @@ class _AdjointFunction(torch.autograd.Function):
             grad_params.append(g[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         return (None, grad_y0, *grad_params)
+
+
+def build_backend(method: str, name: str) -> TorchBackend:
+    """The backend of one gradient method (see the plugin's registration)."""
+    if method == "backprop":
+        return BackpropBackend(name)
+    return AdjointBackend(name, seminorm=(method == "adjoint-seminorm"))

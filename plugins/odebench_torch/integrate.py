@@ -1,7 +1,9 @@
-"""One explicit Runge-Kutta loop that runs any Tableau in torch.
+"""One explicit Runge-Kutta loop that runs any Tableau in torch: only torch's arithmetic.
 
 Why one loop: every solver is data, so every backend (backprop, adjoint, seminorm adjoint,
-third-party ones) runs every registered tableau with no per-solver code.
+third-party ones) runs every registered tableau with no per-solver code.  What is not
+arithmetic -- the stage plan, the option defaults, the status messages, the norms' layout --
+comes from :mod:`odebench.solve`, shared with the JAX loop.
 
 Step-size control is done in Python floats (one ``.item()`` per step): the controller is then
 never part of the autograd graph, and costs no tensor operations.  Outputs are obtained by
@@ -17,8 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from odebench.errors import MaxStepsError, NonFiniteStateError
-from odebench.options import resolve_options  # noqa: F401  (re-exported for the backends)
+from odebench.solve import StagePlan, Status, dop853_combination, error_for, stage_plan
 from odebench.specs import Tableau
 
 
@@ -68,24 +69,7 @@ def _weighted_sum(ks: Sequence[torch.Tensor], coeffs: Sequence[float], h: float)
     return out if out is not None else torch.zeros_like(ks[0])
 
 
-class _Plan:
-    """A tableau's coefficients as Python floats, precomputed once per solve."""
-
-    def __init__(self, tableau: Tableau) -> None:
-        self.tableau = tableau
-        self.c = [float(x) for x in tableau.c]
-        self.rows = [[float(x) for x in tableau.row(i)] for i in range(tableau.stages)]
-        self.b = [float(x) for x in tableau.b]
-        self.b_err = [float(x) for x in tableau.b_err] if tableau.adaptive else None
-        # a second, lower-order estimate: Hairer's DOP853 error norm (see _error_ratio)
-        self.b_err_low = [float(x) for x in tableau.b_err_low] if tableau.b_err_low is not None else None
-        self.exponent = 1.0 / (tableau.error_order + 1) if tableau.adaptive else None
-        self.fsal = tableau.fsal
-        # FSAL: the last stage is f(t+h, y_new) and y_new equals that stage's input
-        self.fsal_input_is_solution = self.fsal and self.rows[-1] == self.b[:-1]
-
-
-def _step(f, plan: _Plan, t: float, y: torch.Tensor, f0: torch.Tensor, h: float):
+def _step(f, plan: StagePlan, t: float, y: torch.Tensor, f0: torch.Tensor, h: float):
     """One RK step: returns (y_new, stages)."""
     ks = [f0]
     y_new = None
@@ -100,7 +84,7 @@ def _step(f, plan: _Plan, t: float, y: torch.Tensor, f0: torch.Tensor, h: float)
     return y_new, ks
 
 
-def _error_ratio(plan: _Plan, ks, y0, y1, h: float, rtol: float, atol: float, norm) -> float:
+def _error_ratio(plan: StagePlan, ks, y0, y1, h: float, rtol: float, atol: float, norm) -> float:
     with torch.no_grad():
         err = _weighted_sum(ks, plan.b_err, h)
         scale = torch.maximum(y0.abs(), y1.abs()).mul_(rtol).add_(atol)
@@ -108,7 +92,7 @@ def _error_ratio(plan: _Plan, ks, y0, y1, h: float, rtol: float, atol: float, no
             return norm(err.div_(scale))
         err_low = _weighted_sum(ks, plan.b_err_low, h)
         if not isinstance(norm, RMSNorm):  # a custom norm: combine its two values
-            return _dop853_combination(norm(err.div_(scale)), norm(err_low.div_(scale)))
+            return dop853_combination(norm(err.div_(scale)), norm(err_low.div_(scale)))
         # both relative errors in one tensor, 2-norms of each (per slice), one host sync
         both = torch.stack((err, err_low)).div_(scale).reshape(2, -1)
         slices = norm.slices or [(0, both.shape[1])]
@@ -118,24 +102,9 @@ def _error_ratio(plan: _Plan, ks, y0, y1, h: float, rtol: float, atol: float, no
         else:
             norms = torch.stack([torch.linalg.vector_norm(both[:, a:b], dim=1) for a, b in slices]).tolist()
         return max(
-            _dop853_combination(n_err / math.sqrt(max(b - a, 1)), n_low / math.sqrt(max(b - a, 1)))
+            dop853_combination(n_err / math.sqrt(max(b - a, 1)), n_low / math.sqrt(max(b - a, 1)))
             for (a, b), (n_err, n_low) in zip(slices, norms)
         )
-
-
-def _dop853_combination(e: float, e_low: float) -> float:
-    """Hairer's DOP853 error norm from the RMS norms of its two estimates:
-    e^2 / sqrt(e^2 + 0.01 e_low^2), written so that it cannot overflow; 0 when both are 0
-    (as in scipy), non-finite when either is (the caller then reports a non-finite state).
-
-    With e = ||err / s||_2 / sqrt(n) this is scipy's DOP853 ``_estimate_error_norm``,
-    |h| ||E5 K / s||^2 / sqrt(n (||E5 K / s||^2 + 0.01 ||E3 K / s||^2)), since err = h E5 K.
-    """
-    if not (math.isfinite(e) and math.isfinite(e_low)):
-        return e + e_low  # inf or nan
-    if e == 0.0:
-        return 0.0
-    return e * (e / math.hypot(e, 0.1 * e_low))
 
 
 def initial_step(f, t0: float, y0, f0, direction: float, error_order: int, rtol, atol, norm) -> float:
@@ -171,77 +140,90 @@ def integrate(
     ``f(t, y)`` takes t as a Python float.  ``options`` must come from resolve_options.
     Times may decrease (the adjoint integrates backwards).
     """
-    plan = _Plan(tableau)
-    out = [y0]
     if len(times) == 1:
-        return out
-    direction = 1.0 if times[-1] > times[0] else -1.0
-    t, y = float(times[0]), y0
-    f_y = f(t, y)
-    max_steps = options["max_steps"]
-    steps = 0
-
+        return [y0]
+    plan = stage_plan(tableau)
     if not tableau.adaptive:
-        h_max = float(options["step_size"])
-        for t_next in times[1:]:
-            n = max(1, math.ceil(abs(t_next - t) / h_max - 1e-9))
-            h = (t_next - t) / n
-            for j in range(n):
-                if steps >= max_steps:
-                    raise MaxStepsError(f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g}")
-                if f_y is None:
-                    f_y = f(t, y)
-                y, ks = _step(f, plan, t, y, f_y, h)
-                t = t_next if j == n - 1 else t + h
-                f_y = ks[-1] if plan.fsal else None
-                steps += 1
-            with torch.no_grad():
-                if not bool(torch.isfinite(y).all()):
-                    raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.10g}")
-            out.append(y)
-        counts.accepted += steps
-        return out
+        return _integrate_fixed(f, plan, y0, times, options, counts)
+    return _integrate_adaptive(f, plan, y0, times, rtol, atol, options, norm, counts)
 
-    safety, ifactor, dfactor = options["safety"], options["ifactor"], options["dfactor"]
+
+def _integrate_fixed(f, plan: StagePlan, y0, times, options: dict, counts: StepCounts) -> list[torch.Tensor]:
+    """Each interval between output times in equal steps no longer than ``step_size``."""
+    out, t, y = [y0], float(times[0]), y0
+    f_y = f(t, y)
+    h_max, max_steps, steps = float(options["step_size"]), options["max_steps"], 0
+    for t_next in times[1:]:
+        n = max(1, math.ceil(abs(t_next - t) / h_max - 1e-9))
+        h = (t_next - t) / n
+        for j in range(n):
+            if steps >= max_steps:
+                raise error_for(Status.MAX_STEPS_FIXED, t, t_next, h, max_steps)
+            if f_y is None:
+                f_y = f(t, y)
+            y, ks = _step(f, plan, t, y, f_y, h)
+            t = t_next if j == n - 1 else t + h
+            f_y = ks[-1] if plan.fsal else None
+            steps += 1
+        with torch.no_grad():
+            if not bool(torch.isfinite(y).all()):
+                raise error_for(Status.NON_FINITE_FIXED, t)
+        out.append(y)
+    counts.accepted += steps
+    return out
+
+
+def _integrate_adaptive(f, plan: StagePlan, y0, times, rtol: float, atol: float, options: dict, norm,
+                        counts: StepCounts) -> list[torch.Tensor]:
+    """Accept or reject each step by the embedded error estimate; land exactly on every output time."""
+    out, t, y = [y0], float(times[0]), y0
+    direction = 1.0 if times[-1] > times[0] else -1.0
+    f_y = f(t, y)
+    max_steps, steps = options["max_steps"], 0
     if options["first_step"] is not None:
         h = direction * float(options["first_step"])
     else:
-        h = direction * initial_step(f, t, y, f_y, direction, tableau.error_order, rtol, atol, norm)
+        h = direction * initial_step(f, t, y, f_y, direction, plan.tableau.error_order, rtol, atol, norm)
     rejected = False  # since the last accepted step
     for t_next in times[1:]:
         while direction * (t_next - t) > 0:
             if steps >= max_steps:
-                raise MaxStepsError(
-                    f"max_steps={max_steps} reached at t={t:.10g} before t={t_next:.10g} "
-                    f"(last step {abs(h):.3g}); raise options['max_steps'] or loosen rtol/atol"
-                )
+                raise error_for(Status.MAX_STEPS, t, t_next, h, max_steps)
             steps += 1
             clipped = direction * (t + h - t_next) >= -1e-12 * abs(h)
             h_try = (t_next - t) if clipped else h
             if abs(h_try) <= 4 * math.ulp(max(abs(t), 1.0)):
-                raise NonFiniteStateError(f"step size underflow ({abs(h_try):.3g}) at t={t:.10g}: the problem is stiff or the dynamics blow up")
+                raise error_for(Status.UNDERFLOW, t, t_next, h_try)
             if f_y is None:
                 f_y = f(t, y)
             y_new, ks = _step(f, plan, t, y, f_y, h_try)
             ratio = _error_ratio(plan, ks, y, y_new, h_try, rtol, atol, norm)
             if not math.isfinite(ratio):
-                raise NonFiniteStateError(f"non-finite value (nan/inf) in the state at t={t:.10g} (step {h_try:.3g})")
+                raise error_for(Status.NON_FINITE, t, t_next, h_try)
             if ratio <= 1.0:
                 counts.accepted += 1
                 t = t_next if clipped else t + h_try
                 y = y_new
                 f_y = ks[-1] if plan.fsal else None
-                factor = ifactor if ratio == 0.0 else min(ifactor, max(1.0, safety * ratio ** -plan.exponent))
-                if rejected:  # HNW II.4 / DOP853 / scipy: no growth right after a rejection
-                    factor = 1.0
-                    rejected = False
-                # a step shortened to land on an output time says little about the next one:
-                # keep at least the step the controller had proposed
-                h = h_try * factor if not clipped or abs(h_try * factor) > abs(h) else h
             else:
                 counts.rejected += 1
-                rejected = True
-                h = h_try * max(dfactor, safety * ratio ** -plan.exponent)
+            h, rejected = _next_step(plan, options, ratio, h_try, h, clipped, rejected)
         out.append(y)
     counts.next_step = abs(h)
     return out
+
+
+def _next_step(plan: StagePlan, options: dict, ratio: float, h_try: float, h: float, clipped: bool,
+               rejected: bool) -> tuple[float, bool]:
+    """The controller: (the next step, whether a rejection is pending) after a step of ratio ``ratio``.
+
+    Accepted: grow by safety * ratio^(-1/(q+1)) within [1, ifactor], not at all right after a
+    rejection (HNW II.4, DOP853, scipy); a step shortened to land on an output time says little
+    about the next one, so it keeps at least the step the controller had proposed.  Rejected:
+    shrink, by at most dfactor.
+    """
+    grow = options["safety"] * ratio ** -plan.exponent if ratio > 0.0 else math.inf
+    if ratio > 1.0:
+        return h_try * max(options["dfactor"], grow), True
+    factor = 1.0 if rejected else min(options["ifactor"], max(1.0, grow))
+    return (h_try * factor if not clipped or abs(h_try * factor) > abs(h) else h), False

@@ -1,7 +1,7 @@
-"""What the harness needs from torch: devices, seeding, a synchronised clock, memory, the train step.
+"""The torch Runtime and Trainer (the contract of odebench.protocols).
 
 The harness owns the loop and the bookkeeping; this module is the only place where torch is
-driven on its behalf.  Memory: on CUDA the allocator's peak above the baseline after a reset
+driven on its behalf.  It needs no backend: a model without an ODE trains here with odeint None.  Memory: on CUDA the allocator's peak above the baseline after a reset
 (``cuda_max_allocated``); on CPU the bytes the autograd graph holds for backward
 (``torch_saved_activations``, see memory.py).
 """
@@ -10,26 +10,18 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from odebench.errors import InvalidInputError
+from odebench.protocols import BoundOdeint, StepResult
 
 from .memory import SavedTensorBytes
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
-
-
-@dataclass
-class StepResult:
-    loss: float
-    time_forward_s: float
-    time_backward_s: float
-    memory_bytes: Optional[int]
 
 
 class TorchRuntime:
@@ -73,14 +65,14 @@ class TorchRuntime:
         if device.startswith("cuda"):
             torch.cuda.synchronize(torch.device(device))
 
-    def trainer(self, problem, odeint: Callable, device: str) -> "TorchTrainer":
+    def trainer(self, problem, odeint: Optional[BoundOdeint], device: str) -> "TorchTrainer":
         return TorchTrainer(self, problem, odeint, device)
 
 
 class TorchTrainer:
     """loss.backward() + optimizer, with forward and backward timed separately after a sync."""
 
-    def __init__(self, runtime: TorchRuntime, problem, odeint: Callable, device: str) -> None:
+    def __init__(self, runtime: TorchRuntime, problem, odeint: Optional[BoundOdeint], device: str) -> None:
         self.runtime, self.problem, self.odeint, self.device = runtime, problem, odeint, device
         name, kwargs = problem.optimizer
         try:
@@ -120,9 +112,9 @@ class TorchTrainer:
             memory = torch.cuda.max_memory_allocated(torch.device(self.device)) - baseline
         else:
             memory = probe.bytes if probe is not None else None
-        return StepResult(value, t1 - t0, t2 - t1, memory)
+        return StepResult(value, t1 - t0, t2 - t1, peak_memory_bytes=memory, probed=probe is not None)
 
-    def evaluate(self, odeint: Callable) -> float:
+    def evaluate(self, odeint: Optional[BoundOdeint]) -> float:
         """The task's metric, without building a graph (a task needing grads re-enables them)."""
         with torch.no_grad():
             return float(self.problem.evaluate(odeint))

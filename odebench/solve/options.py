@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from .errors import InvalidInputError
-from .specs import Tableau
+from ..errors import InvalidInputError
+from ..specs import Tableau
 
 ADAPTIVE_DEFAULTS = {"first_step": None, "safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000}
 FIXED_DEFAULTS = {"step_size": None, "max_steps": 1_000_000}

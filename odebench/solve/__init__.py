@@ -1,0 +1,21 @@
+"""The framework-free front end of every solve.
+
+Input checks and their messages (:mod:`.checks`), solver options (:mod:`.options`), the
+setup a backend fixes before it runs (:mod:`.setup`), a tableau's stage plan (:mod:`.plan`),
+the error norms' layout (:mod:`.norms`) and how a solve ends (:mod:`.status`).  The torch and
+JAX integrators keep only their framework's arithmetic.
+"""
+
+from .checks import check_outputs, check_state, check_times, check_tolerance
+from .norms import adjoint_norm_slices, dop853_combination, slices_of
+from .options import WARM, resolve_adjoint_options, resolve_options
+from .plan import StagePlan, stage_plan
+from .setup import GradientBackend, SolveSetup
+from .status import Status, error_for
+
+__all__ = [
+    "check_outputs", "check_state", "check_times", "check_tolerance",
+    "adjoint_norm_slices", "dop853_combination", "slices_of",
+    "WARM", "resolve_adjoint_options", "resolve_options",
+    "StagePlan", "stage_plan", "GradientBackend", "SolveSetup", "Status", "error_for",
+]
