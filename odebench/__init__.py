@@ -6,8 +6,6 @@ below use a default registry built on first use (built-ins, entry points, ODEBEN
 
 from __future__ import annotations
 
-from typing import Optional
-
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
@@ -20,7 +18,7 @@ from .errors import (  # noqa: E402
     PluginLoadError,
     UnknownNameError,
 )
-from .specs import BackendSpec, SolverSpec, SolveStats, Tableau, TaskSpec  # noqa: E402
+from .specs import BackendSpec, ModelSpec, RuntimeSpec, SolverSpec, SolveStats, Tableau, TaskSpec  # noqa: E402
 
 _default = None
 
@@ -52,7 +50,7 @@ def task(name: str):
 
 __all__ = [
     "__version__", "registry", "solver", "backend", "task",
-    "Tableau", "SolverSpec", "BackendSpec", "TaskSpec", "SolveStats",
+    "Tableau", "SolverSpec", "BackendSpec", "TaskSpec", "ModelSpec", "RuntimeSpec", "SolveStats",
     "OdebenchError", "UnknownNameError", "DuplicateNameError", "PluginLoadError",
     "InvalidInputError", "NonFiniteStateError", "MaxStepsError", "MissingDependencyError",
 ]

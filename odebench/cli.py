@@ -47,7 +47,7 @@ def list_cmd(plugins, as_json: bool) -> None:
     """Every registered solver, backend and task, with the plugin that provided it."""
     reg = _registry(plugins)
     rows = []
-    for kind in ("solver", "backend", "task"):
+    for kind in ("solver", "backend", "task", "runtime"):
         for name, item in sorted(reg.entries(kind).items()):
             row = {"kind": kind, "name": name, "plugin": item.plugin, "version": item.version}
             spec = item.spec
@@ -59,13 +59,18 @@ def list_cmd(plugins, as_json: bool) -> None:
             elif kind == "backend":
                 row["detail"] = spec.description
                 row["available"] = reg.available(name)
+            elif kind == "task":
+                row["models"] = [{"name": m.name, "ode": m.ode, "description": m.description} for m in spec.model_specs]
+                models = ", ".join(m.name + ("" if m.ode else " (no ODE)") for m in spec.model_specs)
+                row["detail"] = f"{spec.description}; models: {models}; default tol {spec.default_tol:g}"
             else:
                 row["detail"] = spec.description
+                row["available"] = reg.available(name, kind)
             rows.append(row)
     if as_json:
         click.echo(json.dumps({"items": rows, "load_errors": [list(e) for e in reg.load_errors]}, indent=2))
         return
-    for kind in ("solver", "backend", "task"):
+    for kind in ("solver", "backend", "task", "runtime"):
         items = [r for r in rows if r["kind"] == kind]
         click.echo(f"{kind}s ({len(items)}):")
         for r in items:
@@ -91,12 +96,15 @@ def _split(text: Optional[str], what: str, convert=str) -> list:
 
 
 def _tolerance_pairs(tol, rtol, atol) -> list:
-    """--tol gives rtol = atol; --rtol/--atol comma lists pair up (a single value broadcasts)."""
+    """--tol gives rtol = atol; --rtol/--atol comma lists pair up (a single value broadcasts; one
+    of them alone sets both).  None when none is given: each task's default tolerance."""
     if tol is not None and (rtol is not None or atol is not None):
         raise InvalidInputError("give either --tol or --rtol/--atol, not both")
     if tol is not None:
         return [(v, v) for v in _split(tol, "--tol")]
-    rtols = _split(rtol, "--rtol") or ["1e-5"]
+    if rtol is None and atol is None:
+        return None  # each task's default tolerance
+    rtols = _split(rtol, "--rtol") or _split(atol, "--atol")
     atols = _split(atol, "--atol") or rtols
     if len(rtols) != len(atols) and 1 not in (len(rtols), len(atols)):
         raise InvalidInputError(f"--rtol has {len(rtols)} values and --atol {len(atols)}; they pair up, so give equally many (or one)")
@@ -118,10 +126,13 @@ def _task_options(pairs) -> dict:
 
 @main.command("run")
 @click.option("--task", default="cnf", show_default=True, help="Task name(s), comma separated.")
+@click.option("--model", default=None, help="Model(s) of the task, comma separated (odebench list shows them).  "
+                                            "[default: the task's ODE model]")
 @click.option("--backend", default="torch-adjoint", show_default=True, help="Gradient method(s), comma separated.")
 @click.option("--solver", default="dopri5", show_default=True, help="Solver(s), comma separated.")
-@click.option("--tol", default=None, help="Tolerance(s) with rtol = atol, comma separated.")
-@click.option("--rtol", default=None, help="Relative tolerance(s); pairs with --atol.  [default: 1e-5]")
+@click.option("--tol", default=None, help="Tolerance(s) with rtol = atol, comma separated.  "
+                                          "[default: the task's, e.g. cnf 1e-5, mnist 1e-3]")
+@click.option("--rtol", default=None, help="Relative tolerance(s); pairs with --atol.")
 @click.option("--atol", default=None, help="Absolute tolerance(s); pairs with --rtol.  [default: = rtol]")
 @click.option("--steps", type=int, default=None, help="Training iterations (task default if omitted).")
 @click.option("--batch-size", type=int, default=None, help="Batch size (task default if omitted).")
@@ -136,15 +147,18 @@ def _task_options(pairs) -> dict:
 @click.option("--run-id", default=None, help="Name of the run (default: run-<date>-<time>-<pid>).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
-def run_cmd(task, backend, solver, tol, rtol, atol, steps, batch_size, seed, device, dtype, out_dir, csv, opts,
+def run_cmd(task, model, backend, solver, tol, rtol, atol, steps, batch_size, seed, device, dtype, out_dir, csv, opts,
             solver_opts, run_id, quiet, plugins):
-    """Run a grid of cells (task x backend x solver x tolerance x seed); one result row per cell."""
+    """Run a grid of cells (task x model x backend x solver x tolerance x seed); one result row per cell.
+
+    A model without an ODE (e.g. mnist's resnet) runs once per framework and seed."""
     from .harness import RunConfig, run_grid
     from .report import print_table
 
     reg = _registry(plugins)
     config = RunConfig(
-        tasks=_split(task, "--task"), backends=_split(backend, "--backend"), solvers=_split(solver, "--solver"),
+        tasks=_split(task, "--task"), models=_split(model, "--model") or None,
+        backends=_split(backend, "--backend"), solvers=_split(solver, "--solver"),
         tolerances=_tolerance_pairs(tol, rtol, atol), seeds=_split(seed, "--seed", int), steps=steps,
         batch_size=batch_size, device=device, dtype=dtype, task_options=_task_options(opts),
         solver_options={k: _number(v) for k, v in _task_options(solver_opts).items()},

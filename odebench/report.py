@@ -9,6 +9,8 @@ import click
 
 # The summary table: (column in the results, header, format)
 SUMMARY = [
+    ("model", "model", "{}"),
+    ("backend", "backend", "{}"),
     ("solver", "solver", "{}"),
     ("rtol", "rtol", "{:.0e}"),
     ("atol", "atol", "{:.0e}"),
@@ -22,20 +24,33 @@ SUMMARY = [
     ("time_forward_s", "fwd ms", "{:.1f}"),
     ("time_backward_s", "bwd ms", "{:.1f}"),
     ("time_total_s", "total s", "{:.1f}"),
+    ("n_params", "params", "{:,.0f}"),
     ("peak_memory_bytes", "mem MiB", "{:.2f}"),
 ]
 MS = {"time_forward_s", "time_backward_s"}
 MIB = {"peak_memory_bytes"}
 
 
-def _cell(value, col: str, fmt: str) -> str:
-    try:
-        import pandas as pd
+TEXT_COLUMNS = 3  # model, backend, solver: left-aligned; the numbers right-aligned
 
-        if value is None or (not isinstance(value, str) and pd.isna(value)):
-            return "-"
+
+def _line(values, widths) -> str:
+    return "  ".join(v.ljust(w) if i < TEXT_COLUMNS else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
+
+def _missing(value) -> bool:
+    """None or NaN (a column a row does not have, e.g. the tolerance of a ResNet row)."""
+    import pandas as pd
+
+    try:
+        return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
     except (TypeError, ValueError):
-        pass
+        return False
+
+
+def _cell(value, col: str, fmt: str) -> str:
+    if _missing(value):
+        return "-"
     if col in MS:
         value = float(value) * 1e3
     elif col in MIB:
@@ -47,21 +62,27 @@ def _cell(value, col: str, fmt: str) -> str:
 
 
 def format_table(frame) -> str:
-    """Rows grouped by task and backend, one line per (solver, tolerance, seed)."""
+    """Rows grouped by task and framework (one memory kind per group), one line per cell: a
+    task's ODE models and its baselines (backend = the framework) side by side."""
     lines = []
-    for (task, backend), group in frame.groupby(["task", "backend"], sort=True, dropna=False):
+    frame = frame.copy()
+    frame["framework"] = frame["framework"].fillna(frame["backend"])
+    for (task, framework), group in frame.groupby(["task", "framework"], sort=True, dropna=False):
         metric_name = group["metric_name"].dropna().iloc[0] if group["metric_name"].notna().any() else "metric"
         kinds = sorted(group["memory_kind"].dropna().unique())
-        lines.append(f"\n== task {task} | backend {backend} | metric: {metric_name} | memory: {', '.join(kinds) or '-'}")
+        lines.append(f"\n== task {task} | {framework} | metric: {metric_name} | memory: {', '.join(kinds) or '-'}")
         header = [h for _, h, _ in SUMMARY]
-        body = [[_cell(r.get(c), c, f) for c, _, f in SUMMARY]
-                for r in group.sort_values(["solver", "rtol", "atol", "seed"]).to_dict("records")]
+        order = [c for c in ("model", "backend", "solver", "rtol", "atol", "seed") if c in group]
+        records = group.sort_values(order, na_position="last").to_dict("records")
+        body = [[_cell(r.get(c), c, f) for c, _, f in SUMMARY] for r in records]
         widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-        lines.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-        lines += ["  ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body]
-        errors = group[group["status"] != "ok"]
-        for r in errors.to_dict("records"):
-            lines.append(f"   ! {r['solver']} rtol={r['rtol']:g}: {r['status']}: {str(r.get('error'))[:200]}")
+        lines.append(_line(header, widths))
+        lines += [_line(b, widths) for b in body]
+        for r in records:
+            if r["status"] != "ok":
+                where = " ".join(str(r.get(c)) for c in ("model", "backend", "solver") if not _missing(r.get(c)))
+                tol = "" if _missing(r.get("rtol")) else f" rtol={r['rtol']:g}"
+                lines.append(f"   ! {where}{tol}: {r['status']}: {str(r.get('error'))[:200]}")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 from .errors import InvalidInputError
 
 # Required columns (architecture.md section 3), in display order.  Never rename these.
-IDENTITY = ["run_id", "timestamp", "task", "backend", "framework", "solver", "rtol", "atol", "seed",
+IDENTITY = ["run_id", "timestamp", "task", "model", "backend", "framework", "solver", "rtol", "atol", "seed",
             "steps", "batch_size", "device", "dtype", "task_options"]
 OUTCOME = ["status", "error"]
 ACCURACY = ["metric_name", "metric", "metric_higher_is_better", "train_loss"]

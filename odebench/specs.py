@@ -85,8 +85,27 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """One row of a task's table: a model the task trains.  ``ode=False`` (a ResNet, an RNN
+    baseline) runs once per framework and seed, with no solver, tolerance or gradient method."""
+
+    name: str
+    ode: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class TaskSpec:
-    """A benchmark task: its options dataclass and, per framework, a loader of its implementation."""
+    """A benchmark task: its options dataclass, its models and, per framework, a loader of its
+    implementation.
+
+    ``models``: the rows of the paper's table (ModelSpec); empty means one ODE model named after
+    the task, and then ``setup`` is called without ``model=`` (tasks written before models).
+    ``default_tol``: rtol = atol of a run that gives no tolerance.  ``eval_tols``: tolerances a
+    trained ODE model is also evaluated at (the test-time speed/accuracy dial; none by default).
+    ``prepare(options)``: framework-free, run once before any cell: checks (and may fetch) what
+    the cells need, raising InvalidInputError on a problem, so bad data stops the run up front.
+    """
 
     name: str
     description: str
@@ -95,6 +114,25 @@ class TaskSpec:
     metric_name: str = "metric"
     metric_higher_is_better: bool = False
     paper_options: dict = field(default_factory=dict)
+    models: tuple = ()
+    default_tol: float = 1e-5
+    eval_tols: tuple = ()
+    prepare: Optional[Callable[[Any], Any]] = None
+
+    @property
+    def model_specs(self) -> tuple:
+        return tuple(self.models) or (ModelSpec(self.name, ode=True, description=self.description),)
+
+    @property
+    def default_model(self) -> ModelSpec:
+        """The task's first ODE model (the one a run without --model trains)."""
+        return next((m for m in self.model_specs if m.ode), self.model_specs[0])
+
+    def build(self, framework: str, options: Any, *, model: str, seed: int, device: str, dtype: str):
+        """The framework implementation's problem for one cell (see odebench.protocols.TaskProblem)."""
+        impl = self.frameworks[framework]()
+        extra = {"model": model} if self.models else {}
+        return impl.setup(options, seed=seed, device=device, dtype=dtype, **extra)
 
 
 @dataclass

@@ -138,7 +138,10 @@ def test_report_over_two_files(tmp_path, decay_plugin):
     plot = tmp_path / "wp.png"
     result = run_cli(["report", str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet"), "--plot", str(plot),
                       "--csv", str(tmp_path / "all.csv")])
-    assert "backend torch-adjoint" in result.output and "backend torch-backprop" in result.output
+    assert "== task decay | torch | metric: abs_rate_error" in result.output
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("decay ")]
+    assert sorted((r[1], r[3]) for r in rows) == [("torch-adjoint", "1e-03"), ("torch-adjoint", "1e-06"),
+                                                  ("torch-backprop", "1e-03"), ("torch-backprop", "1e-06")]
     assert "4 rows from 2 file(s)" in result.output
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(tmp_path / "all.csv")) == 4
@@ -168,3 +171,111 @@ def test_bad_input_is_one_line_exit_2(tmp_path, decay_plugin, args, needle):
     assert len(lines) == 1 and lines[0].startswith("odebench: error: "), result.output
     assert needle in lines[0], lines[0]
     assert not list(tmp_path.glob("*.parquet"))  # nothing ran
+
+
+MODELS_TASK = """
+from dataclasses import dataclass
+import torch
+from odebench.hookspecs import hookimpl
+from odebench.specs import ModelSpec, TaskSpec
+
+@dataclass
+class Options:
+    iterations: int = 3
+
+class Rate(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.ones(1))
+    def forward(self, t, y):
+        return -self.k * y
+
+class Problem:
+    def __init__(self, model):
+        self.kind = model
+        self.model = Rate()
+        self.optimizer = ("sgd", {"lr": 0.1})
+    def batch(self, i):
+        return i
+    def loss(self, i, odeint):
+        if self.kind == "linear":
+            assert odeint is None  # a model without an ODE gets no solver
+            return (self.model.k - 0.5).pow(2).sum()
+        y = odeint(self.model, torch.ones(1), torch.tensor([0.0, 1.0]))
+        return (y[-1] - 0.5).pow(2).sum()
+    def evaluate(self, odeint):
+        return float(self.model.k)
+    def extras(self):
+        return {}
+    def artifacts(self, odeint, out_dir, stem):
+        return []
+
+class Impl:
+    def setup(self, options, *, seed, device, dtype, model):
+        return Problem(model)
+
+@hookimpl
+def odebench_register_tasks(register):
+    register(TaskSpec(name="twomodels", description="an ODE model and a baseline", options=Options,
+                      frameworks={"torch": Impl}, default_tol=1e-4,
+                      models=(ModelSpec("ode"), ModelSpec("linear", ode=False))))
+"""
+
+
+@pytest.fixture
+def models_plugin(tmp_path, monkeypatch):
+    (tmp_path / "models_task_plugin.py").write_text(MODELS_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "models_task_plugin"
+
+
+def test_models_axis_baseline_runs_once_per_framework_and_seed(tmp_path, models_plugin):
+    result = run_cli(["run", "-p", models_plugin, "--task", "twomodels", "--model", "ode,linear",
+                      "--backend", "torch-adjoint,torch-backprop", "--tol", "1e-3,1e-5", "--seed", "0,1",
+                      "--out", str(tmp_path), "--run-id", "m", "--quiet"])
+    frame = pd.read_parquet(tmp_path / "m.parquet")
+    assert set(frame["status"]) == {"ok"}, frame["error"].tolist()
+    ode, base = frame[frame["model"] == "ode"], frame[frame["model"] == "linear"]
+    assert len(ode) == 2 * 2 * 2 and len(base) == 2  # backends x tolerances x seeds; frameworks x seeds
+    assert set(base["backend"]) == {"torch"} and set(base["framework"]) == {"torch"}
+    assert sorted(base["seed"]) == [0, 1]
+    for column in ("solver", "rtol", "atol", "nfe_forward", "nfe_backward", "steps_accepted", "solver_options"):
+        assert base[column].isna().all(), column
+    assert (ode["nfe_forward"] > 0).all() and set(ode["solver"]) == {"dopri5"}
+    assert base["metric"].notna().all() and (frame["n_params"] == 1).all()
+    # the printed table shows the baseline beside the ODE rows, in one group
+    group = result.output[result.output.index("== task twomodels | torch"):]
+    lines = [line.split() for line in group.splitlines()[2:12]]
+    assert [line[0] for line in lines].count("linear") == 2 and [line[0] for line in lines].count("ode") == 8
+    assert all(line[1:4] == ["torch", "-", "-"] for line in lines if line[0] == "linear")
+
+
+def test_default_model_and_default_tolerance_come_from_the_task(tmp_path, models_plugin):
+    run_cli(["run", "-p", models_plugin, "--task", "twomodels", "--backend", "torch-backprop",
+             "--out", str(tmp_path), "--run-id", "d", "--quiet"])
+    row = pd.read_parquet(tmp_path / "d.parquet").iloc[0]
+    assert row["model"] == "ode" and row["rtol"] == row["atol"] == 1e-4
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "resnet"], "unknown model(s) resnet for task 'twomodels'; its models: ode, linear"),
+    (["--backend", "jax-adjoint"], "task 'twomodels' has no jax implementation"),
+    (["--model", "linear", "--backend", "jax-adjoint"], "task 'twomodels' has no jax implementation"),
+])
+def test_model_errors_are_one_line_exit_2(tmp_path, models_plugin, args, needle):
+    result = CliRunner().invoke(main, ["run", "-p", models_plugin, "--task", "twomodels", "--out", str(tmp_path),
+                                       "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_list_shows_each_tasks_models(models_plugin):
+    out = json.loads(run_cli(["list", "--json", "-p", models_plugin]).output)
+    (task,) = [r for r in out["items"] if r["kind"] == "task" and r["name"] == "twomodels"]
+    assert [(m["name"], m["ode"]) for m in task["models"]] == [("ode", True), ("linear", False)]
+    (cnf,) = [r for r in out["items"] if r["kind"] == "task" and r["name"] == "cnf"]
+    assert [m["name"] for m in cnf["models"]] == ["cnf"]  # one model, named after the task
+    text = run_cli(["list", "-p", models_plugin]).output
+    assert "models: ode, linear (no ODE)" in text
+    assert {r["name"] for r in out["items"] if r["kind"] == "runtime"} >= {"torch", "jax"}
