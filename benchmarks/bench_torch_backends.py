@@ -52,12 +52,25 @@ class TorchBackends:
         self._fwd_bwd(tol)
         return self.backend.last_stats.nfe_backward
 
-    def track_saved_activation_bytes(self, backend, tol):
-        from odebench_torch.memory import SavedTensorBytes
+    def track_held_for_backward_bytes(self, backend, tol):
+        from odebench_torch.memory import held_for_backward
 
         y0 = self.y0.clone().requires_grad_(True)
-        with SavedTensorBytes() as probe:
-            ys = self.backend.odeint(self.func, y0, self.t, solver="dopri5", rtol=tol, atol=tol)
-            loss = (ys[-1] ** 2).sum()
+        ys = self.backend.odeint(self.func, y0, self.t, solver="dopri5", rtol=tol, atol=tol)
+        loss = (ys[-1] ** 2).sum()
+        held = held_for_backward(loss)
         loss.backward()
-        return probe.bytes
+        return held
+
+    track_held_for_backward_bytes.unit = "bytes"
+
+    def track_peak_allocated_bytes(self, backend, tol):
+        from odebench_torch.memory import PeakAllocated
+
+        y0 = self.y0.clone().requires_grad_(True)
+        with PeakAllocated("cpu") as peak:
+            ys = self.backend.odeint(self.func, y0, self.t, solver="dopri5", rtol=tol, atol=tol)
+            (ys[-1] ** 2).sum().backward()
+        return peak.bytes
+
+    track_peak_allocated_bytes.unit = "bytes"

@@ -8,9 +8,11 @@ NaN loss a row with status ``diverged``; the other cells still run.
 
 Measurement rules (architecture.md section 4):
 - iteration 0 is the warm-up: excluded from the time medians; ``compile_s`` is the compile
-  time the trainer reports, or where it compiles nothing the warm-up iteration's time;
-- memory is probed on the warm-up and the last iteration only; an iteration whose timing the
-  probe perturbed (``StepResult.probed``) is left out of the medians when others remain;
+  time the trainer reports (None where nothing is compiled), ``warmup_s`` its run time;
+- memory is probed on one iteration, the last (the warm-up when there are fewer than three):
+  ``peak_memory_bytes`` and ``held_for_backward_bytes`` are that step's.  A step whose timing
+  the probe perturbed (``StepResult.probed``) is left out of the medians; ``probe_slowdown`` is
+  its time over the medians' (the probe's cost);
 - NFE and steps are exact counts, averaged over all training iterations.
 """
 
@@ -114,27 +116,30 @@ def _train_and_evaluate(cell: Cell, config: RunConfig, registry: Registry, spec:
     row["status"] = "ok"
 
 
+def probed_iteration(iterations: int) -> int:
+    """The iteration whose memory is probed: the last, unless that leaves no timed iteration."""
+    return iterations - 1 if iterations >= 3 else 0
+
+
 def _train(trainer, stats: Optional[SolveStats], iterations: int, row: dict, progress) -> None:
     """The training loop: per-iteration exact counts (None: a model without an ODE), timed
-    medians, memory on probed iterations."""
-    last = iterations - 1
-    fwd, bwd, memory = [], [], []
+    medians, memory on the probed iteration."""
+    probe_at = probed_iteration(iterations)
+    fwd, bwd, probe = [], [], None
     counts = {name: [] for name in SolveStats.__dataclass_fields__}
     for i in range(iterations):
         if stats is not None:
             stats.reset()
-        probed = i == 0 or i == last
-        result = trainer.step(i, probe_memory=probed)
+        result = trainer.step(i, probe_memory=(i == probe_at))
         if stats is not None:
             for name, value in stats.as_dict().items():
                 counts[name].append(value)
-        if result.peak_memory_bytes is not None:
-            memory.append(result.peak_memory_bytes)
+        if i == probe_at:
+            probe = result
         if i == 0:
-            row["compile_s"] = (result.compile_s if result.compile_s is not None
-                                else result.time_forward_s + result.time_backward_s)
-            row["initial_loss"] = result.loss
-        elif not (result.probed and iterations > 2):
+            row.update(compile_s=result.compile_s, warmup_s=result.time_forward_s + result.time_backward_s,
+                       initial_loss=result.loss)
+        elif not result.probed:
             fwd.append(result.time_forward_s)
             bwd.append(result.time_backward_s)
         row["train_loss"] = result.loss
@@ -145,13 +150,23 @@ def _train(trainer, stats: Optional[SolveStats], iterations: int, row: dict, pro
             row["error"] = f"loss became {result.loss} at iteration {i}"
             break
     row.update({name: _mean(values) for name, values in counts.items()})
+    _summarise(row, counts, fwd, bwd, probe)
+
+
+def _summarise(row: dict, counts: dict, fwd: list, bwd: list, probe) -> None:
     nfe_f, nfe_b = counts["nfe_forward"], counts["nfe_backward"]
     row.update({
         "nfe_forward_first": nfe_f[0] if nfe_f else None, "nfe_forward_last": nfe_f[-1] if nfe_f else None,
         "nfe_backward_last": nfe_b[-1] if nfe_b else None,
         "time_forward_s": _median(fwd), "time_backward_s": _median(bwd),
-        "peak_memory_bytes": max(memory) if memory else None,
     })
+    if probe is None:
+        return
+    row["peak_memory_bytes"] = probe.peak_memory_bytes
+    row["held_for_backward_bytes"] = probe.held_for_backward_bytes
+    if probe.probed and fwd and row["time_forward_s"] + row["time_backward_s"] > 0:
+        probed = probe.time_forward_s + probe.time_backward_s
+        row["probe_slowdown"] = probed / (row["time_forward_s"] + row["time_backward_s"])
 
 
 def run_grid(config: RunConfig, registry: Registry, on_cell_start=None, on_cell_end=None,

@@ -25,10 +25,11 @@ SUMMARY = [
     ("time_backward_s", "bwd ms", "{:.1f}"),
     ("time_total_s", "total s", "{:.1f}"),
     ("n_params", "params", "{:,.0f}"),
-    ("peak_memory_bytes", "mem MiB", "{:.2f}"),
+    ("peak_memory_bytes", "peak MiB", "{:.2f}"),
+    ("held_for_backward_bytes", "held MiB", "{:.2f}"),
 ]
 MS = {"time_forward_s", "time_backward_s"}
-MIB = {"peak_memory_bytes"}
+MIB = {"peak_memory_bytes", "held_for_backward_bytes"}
 
 
 TEXT_COLUMNS = 3  # model, backend, solver: left-aligned; the numbers right-aligned

@@ -25,7 +25,7 @@ OUTCOME = ["status", "error"]
 ACCURACY = ["metric_name", "metric", "metric_higher_is_better", "train_loss"]
 COST_NFE = ["nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected"]
 COST_TIME = ["time_forward_s", "time_backward_s", "time_total_s", "compile_s"]
-COST_MEMORY = ["peak_memory_bytes", "memory_kind"]
+COST_MEMORY = ["peak_memory_bytes", "memory_kind", "held_for_backward_bytes"]
 MODEL = ["n_params"]
 PROVENANCE = ["odebench_version", "python_version", "torch_version", "jax_version", "numpy_version",
               "git_commit", "hostname", "cpu", "gpu"]
@@ -34,7 +34,7 @@ REQUIRED_COLUMNS = IDENTITY + OUTCOME + ACCURACY + COST_NFE + COST_TIME + COST_M
 # Extra columns odebench adds (documented in the README).
 EXTRA_COLUMNS = ["solver_options", "initial_loss", "baseline_metric", "nfe_forward_first", "nfe_forward_last",
                  "nfe_backward_last", "steps_accepted_backward", "steps_rejected_backward", "nfe_eval",
-                 "time_eval_s", "process_peak_rss_bytes", "artifacts"]
+                 "time_eval_s", "warmup_s", "probe_slowdown", "process_peak_rss_bytes", "artifacts"]
 
 STATUSES = ("ok", "failed", "diverged")
 

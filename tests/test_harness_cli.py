@@ -38,8 +38,11 @@ def test_grid_rows_columns_and_sane_figures(tmp_path, decay_plugin):
     assert (bp["nfe_backward"] == 0).all() and (adj["nfe_backward"] > 0).all()
     for table in (bp, adj):
         assert table.loc[1e-7, "nfe_forward"] > table.loc[1e-3, "nfe_forward"]
-        assert table["memory_kind"].eq("torch_saved_activations").all()
+        assert table["memory_kind"].eq("torch_cpu_peak_allocated").all()
     assert (bp["peak_memory_bytes"] > adj["peak_memory_bytes"]).all()
+    assert (bp["held_for_backward_bytes"] > adj["held_for_backward_bytes"]).all()
+    assert frame["probe_slowdown"].notna().all() and frame["warmup_s"].gt(0).all()
+    assert frame["compile_s"].isna().all()  # eager torch compiles nothing
     assert (frame["time_forward_s"] > 0).all() and (frame["time_backward_s"] > 0).all()
     assert (frame["time_total_s"] >= frame["time_forward_s"] * 3).all()
     assert frame["n_params"].eq(1).all() and frame["metric"].notna().all()

@@ -1,11 +1,10 @@
-"""Gradients of the torch backends checked against each other, finite differences, and the memory claim."""
+"""Gradients of the torch backends checked against each other and finite differences (memory: test_torch_memory)."""
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import odebench  # noqa: E402
-from odebench_torch.memory import SavedTensorBytes  # noqa: E402
 
 BACKENDS = ("torch-backprop", "torch-adjoint", "torch-adjoint-seminorm")
 
@@ -150,38 +149,6 @@ def test_adjoint_tolerances_can_be_set():
     _, _, tight = _loss_and_grads("torch-adjoint", func, y0, t, 1e-8)
     assert loose.nfe_forward == tight.nfe_forward
     assert loose.nfe_backward < tight.nfe_backward
-
-
-def _saved_bytes(name, tol):
-    torch.manual_seed(0)
-    func = MLPDynamics(dim=2, hidden=32)
-    y0 = torch.randn(128, 2, dtype=torch.float64)
-    t = torch.tensor([0.0, 2.0], dtype=torch.float64)
-    backend = odebench.backend(name)
-    with SavedTensorBytes() as probe:
-        ys = backend.odeint(func, y0.requires_grad_(True), t, rtol=tol, atol=tol)
-        loss = (ys[-1] ** 2).sum()
-    loss.backward()
-    return probe.bytes, backend.last_stats.nfe_forward
-
-
-def test_memory_backprop_grows_adjoint_flat():
-    """The paper's claim: the adjoint's memory held for backward does not grow with NFE."""
-    bp = [_saved_bytes("torch-backprop", tol) for tol in (1e-3, 1e-8)]
-    adj = [_saved_bytes("torch-adjoint", tol) for tol in (1e-3, 1e-8)]
-    (bp_lo, nfe_lo), (bp_hi, nfe_hi) = bp
-    assert nfe_hi > 2 * nfe_lo
-    assert bp_hi > 1.8 * bp_lo  # grows with NFE
-    assert abs(adj[1][0] - adj[0][0]) <= 0.10 * adj[0][0]  # flat within 10%
-    assert adj[1][0] < bp_hi / 10
-
-
-def test_saved_tensor_probe_deduplicates_storage():
-    x = torch.randn(1000, dtype=torch.float64, requires_grad=True)
-    with SavedTensorBytes() as probe:
-        y = x * x  # saves x twice (same storage)
-    assert probe.bytes == 8000
-    del y
 
 
 def test_warm_backward_start_saves_evaluations_at_the_same_accuracy():

@@ -208,6 +208,7 @@ def _integrate_adaptive(f, plan: StagePlan, y0, times, rtol: float, atol: float,
             else:
                 counts.rejected += 1
             h, rejected = _next_step(plan, options, ratio, h_try, h, clipped, rejected)
+            y_new = ks = None  # a rejected step's stages must not stay alive through the retry
         out.append(y)
     counts.next_step = abs(h)
     return out

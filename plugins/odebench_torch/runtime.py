@@ -1,13 +1,16 @@
 """The torch Runtime and Trainer (the contract of odebench.protocols).
 
 The harness owns the loop and the bookkeeping; this module is the only place where torch is
-driven on its behalf.  It needs no backend: a model without an ODE trains here with odeint None.  Memory: on CUDA the allocator's peak above the baseline after a reset
-(``cuda_max_allocated``); on CPU the bytes the autograd graph holds for backward
-(``torch_saved_activations``, see memory.py).
+driven on its behalf.  It needs no backend: a model without an ODE trains here with odeint None.
+Memory (see memory.py): ``peak_memory_bytes`` is the allocator's peak during the step above what
+was allocated before it -- ``cuda_max_allocated`` on CUDA, ``torch_cpu_peak_allocated`` (torch's
+own allocation records) on CPU -- and ``held_for_backward_bytes`` what the autograd graph holds
+when the forward ends.  
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from typing import Optional
@@ -18,7 +21,7 @@ import torch
 from odebench.errors import InvalidInputError
 from odebench.protocols import BoundOdeint, StepResult
 
-from .memory import SavedTensorBytes
+from .memory import PeakAllocated, held_for_backward
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
@@ -58,7 +61,7 @@ class TorchRuntime:
 
     @staticmethod
     def memory_kind(device: str) -> str:
-        return "cuda_max_allocated" if device.startswith("cuda") else "torch_saved_activations"
+        return "cuda_max_allocated" if device.startswith("cuda") else "torch_cpu_peak_allocated"
 
     @staticmethod
     def synchronize(device: str) -> None:
@@ -79,40 +82,45 @@ class TorchTrainer:
             cls = OPTIMIZERS[name]
         except KeyError:
             raise InvalidInputError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}") from None
+        kwargs = dict(kwargs)
+        milestones, gamma = kwargs.pop("milestones", None), kwargs.pop("gamma", 0.1)
         self.optimizer = cls(problem.model.parameters(), **kwargs)
-        self.cuda = device.startswith("cuda")
+        # the learning rate times gamma at each milestone (iterations), as torch's MultiStepLR
+        self.scheduler = (torch.optim.lr_scheduler.MultiStepLR(self.optimizer, list(milestones), gamma)
+                          if milestones else None)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.problem.model.parameters() if p.requires_grad)
 
     def step(self, iteration: int, probe_memory: bool = False) -> StepResult:
+        """One step: forward (the loss) and backward timed apart, clocks read after a sync.
+
+        Probed: the allocator's peak over forward and backward, and the bytes the graph holds
+        for backward read between them; the probes cost time, so the step says it was probed."""
         sync = self.runtime.synchronize
         batch = self.problem.batch(iteration)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.cuda:
+        peak = PeakAllocated(self.device) if probe_memory else contextlib.nullcontext()
+        held_bytes = None
+        with peak:
             sync(self.device)
-            torch.cuda.reset_peak_memory_stats(torch.device(self.device))
-            baseline = torch.cuda.memory_allocated(torch.device(self.device))
-        probe = SavedTensorBytes() if (probe_memory and not self.cuda) else None
-        sync(self.device)
-        t0 = time.perf_counter()
-        if probe is not None:
-            with probe:
-                loss = self.problem.loss(batch, self.odeint)
-        else:
+            t0 = time.perf_counter()
             loss = self.problem.loss(batch, self.odeint)
-        sync(self.device)
-        t1 = time.perf_counter()
-        loss.backward()
-        sync(self.device)
-        t2 = time.perf_counter()
+            sync(self.device)
+            t1 = time.perf_counter()
+            if probe_memory:
+                held_bytes = held_for_backward(loss)
+            t_backward = time.perf_counter()
+            loss.backward()
+            sync(self.device)
+            t2 = time.perf_counter()
         value = float(loss.detach())
         self.optimizer.step()
-        if self.cuda:
-            memory = torch.cuda.max_memory_allocated(torch.device(self.device)) - baseline
-        else:
-            memory = probe.bytes if probe is not None else None
-        return StepResult(value, t1 - t0, t2 - t1, peak_memory_bytes=memory, probed=probe is not None)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return StepResult(value, t1 - t0, t2 - t_backward,
+                          peak_memory_bytes=peak.bytes if probe_memory else None,
+                          held_for_backward_bytes=held_bytes, probed=probe_memory)
 
     def evaluate(self, odeint: Optional[BoundOdeint]) -> float:
         """The task's metric, without building a graph (a task needing grads re-enables them)."""
