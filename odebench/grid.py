@@ -43,11 +43,11 @@ class Cell:
         return f"{head} {self.solver} rtol={self.rtol:g} atol={self.atol:g} seed={self.seed}"
 
     def stem(self, run_id: str) -> str:
-        """The file-name stem of the cell's artifacts."""
+        """The file-name stem of the cell's artifacts (a task's only model, named after it, unnamed)."""
+        head = f"{run_id}-{self.task}" + ("" if self.model == self.task else f"-{self.model}") + f"-{self.backend}"
         if not self.ode:
-            return f"{run_id}-{self.task}-{self.model}-{self.backend}-s{self.seed}"
-        return (f"{run_id}-{self.task}-{self.model}-{self.backend}-{self.solver}"
-                f"-r{self.rtol:g}-a{self.atol:g}-s{self.seed}")
+            return f"{head}-s{self.seed}"
+        return f"{head}-{self.solver}-r{self.rtol:g}-a{self.atol:g}-s{self.seed}"
 
 
 @dataclass

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import OdebenchError
-from .grid import Cell, RunConfig, build_task_options, plan  # noqa: F401  (the grid's names, re-exported)
+from .grid import Cell, RunConfig, build_task_options, eval_tolerances, plan  # noqa: F401  (re-exported)
 from .plugins import Registry
 from .protocols import BoundOdeint
 from .results import ResultStore, new_run_id, now_iso, provenance, to_json
@@ -102,18 +102,48 @@ def _train_and_evaluate(cell: Cell, config: RunConfig, registry: Registry, spec:
                              config.solver_options or None, stats)
     trainer = runtime.trainer(problem, odeint, device)
     row["n_params"] = trainer.n_params()
-    row.update(problem.extras())
-    _train(trainer, stats if cell.ode else None, row["steps"] or 1, row, progress)
-    if row["status"] == "diverged":
-        return
+    history = _train(trainer, stats if cell.ode else None, row["steps"] or 1, row, progress)
+    if row["status"] != "diverged":
+        _evaluate(cell, config, spec, problem, trainer, odeint, row, history)
+    row.update({k: v for k, v in problem.extras().items() if k not in row})
+
+
+def _evaluate(cell: Cell, config: RunConfig, spec: TaskSpec, problem, trainer, odeint, row: dict, history) -> None:
+    """The metric at the training tolerance, the task's extras, the test-time tolerance sweep
+    (ODE models), the artifacts (the task's, and the NFE per training iteration)."""
     eval_odeint = odeint.with_stats(SolveStats()) if cell.ode else None
     t0 = time.perf_counter()
     row["metric"] = trainer.evaluate(eval_odeint)
     row["time_eval_s"] = time.perf_counter() - t0
     row["nfe_eval"] = eval_odeint.stats.nfe_forward if cell.ode else None
-    artifacts = problem.artifacts(eval_odeint, Path(config.out_dir), cell.stem(row["run_id"]))
-    row["artifacts"] = to_json([str(p) for p in artifacts])
+    row.update(problem.extras())  # now: they may describe the evaluation just done
+    out_dir = Path(config.out_dir)
+    stem = cell.stem(row["run_id"])
+    paths = [str(p) for p in problem.artifacts(eval_odeint, out_dir, stem)]
+    if cell.ode:
+        sweep = [_evaluate_at(trainer, odeint, r, a) for r, a in eval_tolerances(config, spec)]
+        row["eval_tolerances"] = to_json(sweep) if sweep else None
+        if len(history[0]) >= 2:
+            from .report import nfe_history_plot
+
+            title = f"{cell.task} {cell.model} {cell.backend} {cell.solver} rtol={cell.rtol:g}"
+            paths.append(str(nfe_history_plot(*history, out_dir / f"{stem}-nfe.png", title)))
+    row["artifacts"] = to_json(paths)
     row["status"] = "ok"
+
+
+def _evaluate_at(trainer, odeint: BoundOdeint, rtol: float, atol: float) -> dict:
+    """The trained model's metric, NFE and time when its ODE is solved at another tolerance
+    (the speed/accuracy dial at test time); a failing solve is recorded, not raised."""
+    at = dataclasses.replace(odeint, rtol=rtol, atol=atol, stats=SolveStats())
+    entry = {"rtol": rtol, "atol": atol}
+    t0 = time.perf_counter()
+    try:
+        entry["metric"] = float(trainer.evaluate(at))
+    except OdebenchError as exc:
+        entry["error"] = f"{type(exc).__name__}: {exc}"
+    entry.update(nfe=at.stats.nfe_forward, time_s=time.perf_counter() - t0)
+    return entry
 
 
 def probed_iteration(iterations: int) -> int:
@@ -121,9 +151,9 @@ def probed_iteration(iterations: int) -> int:
     return iterations - 1 if iterations >= 3 else 0
 
 
-def _train(trainer, stats: Optional[SolveStats], iterations: int, row: dict, progress) -> None:
+def _train(trainer, stats: Optional[SolveStats], iterations: int, row: dict, progress) -> tuple:
     """The training loop: per-iteration exact counts (None: a model without an ODE), timed
-    medians, memory on the probed iteration."""
+    medians, memory on the probed iteration.  Returns the forward and backward NFE per iteration."""
     probe_at = probed_iteration(iterations)
     fwd, bwd, probe = [], [], None
     counts = {name: [] for name in SolveStats.__dataclass_fields__}
@@ -151,6 +181,7 @@ def _train(trainer, stats: Optional[SolveStats], iterations: int, row: dict, pro
             break
     row.update({name: _mean(values) for name, values in counts.items()})
     _summarise(row, counts, fwd, bwd, probe)
+    return counts["nfe_forward"], counts["nfe_backward"]
 
 
 def _summarise(row: dict, counts: dict, fwd: list, bwd: list, probe) -> None:

@@ -92,10 +92,13 @@ def print_table(frame) -> None:
 
 
 def work_precision_plot(frame, path, title: Optional[str] = None) -> Path:
-    """Three panels per task: metric vs time, metric vs NFE, peak memory vs NFE.
+    """Four panels per task: metric vs time per iteration, metric vs NFE, peak memory vs NFE,
+    and the test-time dial (metric and NFE of trained ODE models against the evaluation
+    tolerance, where the run swept it).
 
-    One line per (backend, solver) across the tolerances, averaged over seeds; failed cells
-    are left out (they have no metric).
+    One line per (model, backend, solver) across the training tolerances, averaged over seeds;
+    models without an ODE are drawn as dashed horizontal lines (they have no NFE); failed
+    cells are left out (they have no metric).
     """
     import matplotlib
 
@@ -110,31 +113,94 @@ def work_precision_plot(frame, path, title: Optional[str] = None) -> Path:
     ok["nfe_total"] = ok["nfe_forward"].astype(float) + ok["nfe_backward"].astype(float)
     ok["time_iter_s"] = ok["time_forward_s"].astype(float) + ok["time_backward_s"].astype(float)
     tasks = sorted(ok["task"].unique())
-    fig, axes = plt.subplots(len(tasks), 3, figsize=(15, 4.2 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), 4, figsize=(20, 4.4 * len(tasks)), squeeze=False)
     for row, task in enumerate(tasks):
-        sub = ok[ok["task"] == task]
-        metric_name = sub["metric_name"].iloc[0]
-        for (backend, solver), g in sub.groupby(["backend", "solver"]):
-            g = g.groupby(["rtol", "atol"], as_index=False).mean(numeric_only=True).sort_values("rtol", ascending=False)
-            label = f"{backend} / {solver}"
-            axes[row, 0].plot(g["time_iter_s"] * 1e3, g["metric"], "o-", label=label)
-            axes[row, 1].plot(g["nfe_total"], g["metric"], "o-", label=label)
-            axes[row, 2].plot(g["nfe_total"], g["peak_memory_bytes"].astype(float) / 2**20, "o-", label=label)
-            for _, r in g.iterrows():
-                axes[row, 1].annotate(f"{r['rtol']:.0e}", (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
-        kinds = ", ".join(sorted(sub["memory_kind"].dropna().unique()))
-        axes[row, 0].set(xlabel="time per iteration, fwd+bwd (ms, median)", ylabel=metric_name, title=f"{task}: {metric_name} vs time")
-        axes[row, 1].set(xlabel="NFE per iteration (forward + backward)", ylabel=metric_name, title=f"{task}: {metric_name} vs NFE")
-        axes[row, 2].set(xlabel="NFE per iteration (forward + backward)", ylabel=f"peak memory (MiB; {kinds})", title=f"{task}: memory vs NFE")
-        for ax in axes[row]:
-            ax.set_xscale("log")
-            ax.grid(True, alpha=0.3)
-        axes[row, 0].legend(fontsize=8)
+        _task_panels(axes[row], ok[ok["task"] == task], task)
     if title:
         fig.suptitle(title)
+    return _save(fig, path, dpi=110)
+
+
+def _task_panels(axes, sub, task: str) -> None:
+    metric_name = sub["metric_name"].iloc[0]
+    model = sub["model"] if "model" in sub else None
+    ode = sub[sub["solver"].notna()]
+    for keys, g in ode.groupby(["model", "backend", "solver"] if model is not None else ["backend", "solver"],
+                               dropna=False):
+        g = g.groupby(["rtol", "atol"], as_index=False).mean(numeric_only=True).sort_values("rtol", ascending=False)
+        label = " / ".join(str(k) for k in keys if not _missing(k))
+        axes[0].plot(g["time_iter_s"] * 1e3, g["metric"], "o-", label=label)
+        axes[1].plot(g["nfe_total"], g["metric"], "o-", label=label)
+        axes[2].plot(g["nfe_total"], g["peak_memory_bytes"].astype(float) / 2**20, "o-", label=label)
+        for _, r in g.iterrows():
+            axes[1].annotate(f"{r['rtol']:.0e}", (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
+    for keys, g in sub[sub["solver"].isna()].groupby(["model", "backend"], dropna=False):
+        label = f"{keys[0]} ({keys[1]}, no ODE)"
+        line = axes[1].axhline(g["metric"].mean(), linestyle="--", alpha=0.8, label=label)
+        axes[0].plot(g["time_iter_s"].mean() * 1e3, g["metric"].mean(), "s", color=line.get_color(), label=label)
+        axes[2].axhline(g["peak_memory_bytes"].astype(float).mean() / 2**20, linestyle="--", color=line.get_color(),
+                        label=label)
+    _dial_panel(axes[3], ode, metric_name)
+    kinds = ", ".join(sorted(sub["memory_kind"].dropna().unique()))
+    axes[0].set(xlabel="time per iteration, fwd+bwd (ms, median)", ylabel=metric_name, title=f"{task}: {metric_name} vs time")
+    axes[1].set(xlabel="NFE per iteration (forward + backward)", ylabel=metric_name, title=f"{task}: {metric_name} vs NFE")
+    axes[2].set(xlabel="NFE per iteration (forward + backward)", ylabel="peak memory (MiB)",
+                title=f"{task}: memory vs NFE\n({kinds})")
+    for ax in axes[:3]:
+        ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+
+
+def _dial_panel(ax, ode, metric_name: str) -> None:
+    """The trained ODE models evaluated at other tolerances: metric (solid) and NFE (dashed)."""
+    import json
+
+    twin = None
+    for r in ode.to_dict("records"):
+        sweep = [e for e in json.loads(r.get("eval_tolerances") or "null") or [] if "metric" in e]
+        if not sweep:
+            continue
+        twin = twin or ax.twinx()
+        label = f"{r.get('model')} / {r['backend']} / {r['solver']} trained at {r['rtol']:.0e}"
+        line, = ax.plot([e["rtol"] for e in sweep], [e["metric"] for e in sweep], "o-", label=label)
+        twin.plot([e["rtol"] for e in sweep], [e["nfe"] for e in sweep], "x--", color=line.get_color())
+    ax.set(xlabel="evaluation rtol (= atol)", ylabel=f"{metric_name} (solid)", title="test-time dial: tolerance at evaluation")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.grid(True, alpha=0.3)
+    if twin is None:
+        ax.text(0.5, 0.5, "no tolerance sweep in these results", ha="center", va="center", transform=ax.transAxes)
+        return
+    twin.set_ylabel("NFE of the test set (dashed)")
+    ax.legend(fontsize=7)
+
+
+def nfe_history_plot(forward, backward, path, title: str = "") -> Path:
+    """Forward and backward NFE per training iteration (the paper's Figure 3d: NFE grows as the
+    model trains)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(range(len(forward)), forward, label="forward NFE")
+    if any(backward):
+        ax.plot(range(len(backward)), backward, label="backward NFE")
+    ax.set(xlabel="training iteration", ylabel="function evaluations", title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi=100)
+
+
+def _save(fig, path, dpi: int) -> Path:
+    """Write ``fig`` as a PNG (its folder made if needed) and release it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

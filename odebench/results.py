@@ -34,7 +34,8 @@ REQUIRED_COLUMNS = IDENTITY + OUTCOME + ACCURACY + COST_NFE + COST_TIME + COST_M
 # Extra columns odebench adds (documented in the README).
 EXTRA_COLUMNS = ["solver_options", "initial_loss", "baseline_metric", "nfe_forward_first", "nfe_forward_last",
                  "nfe_backward_last", "steps_accepted_backward", "steps_rejected_backward", "nfe_eval",
-                 "time_eval_s", "warmup_s", "probe_slowdown", "process_peak_rss_bytes", "artifacts"]
+                 "time_eval_s", "eval_tolerances", "warmup_s", "probe_slowdown", "process_peak_rss_bytes",
+                 "artifacts"]
 
 STATUSES = ("ok", "failed", "diverged")
 

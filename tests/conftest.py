@@ -13,3 +13,13 @@ def decay_plugin(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES / "task_plugin"))
     sys.modules.pop("odebench_decay", None)
     return "odebench_decay"
+
+
+@pytest.fixture(scope="module")
+def jax_x64():
+    """jax's float64 switch on for a module (it is process-wide), restored after it."""
+    jax = pytest.importorskip("jax")
+    old = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)

@@ -24,12 +24,7 @@ SOLVERS = ("dopri5", "tsit5", "bosh3", "dopri8")
 TOLS = (1e-4, 1e-7, 1e-10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def x64():
-    old = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("jax_x64")  # float64 in jax for this module (conftest)
 
 
 def _weights(dim=3, hidden=16, seed=0):

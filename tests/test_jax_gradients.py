@@ -15,12 +15,7 @@ from odebench.specs import SolveStats  # noqa: E402
 REG = make_registry()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def x64():
-    old = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", old)
+pytestmark = pytest.mark.usefixtures("jax_x64")  # float64 in jax for this module (conftest)
 
 
 def mlp(t, y, p):

@@ -1,5 +1,7 @@
 """`odebench run` with torch and jax backends side by side on the cnf task: one result file."""
 
+import json
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -55,5 +57,7 @@ def test_torch_and_jax_in_one_run(tmp_path, one_torch_thread):
         assert frame.loc[name, "metric"] == pytest.approx(frame.loc["torch-adjoint", "metric"], rel=1e-2)
         assert frame.loc[name, "baseline_metric"] == frame.loc["torch-adjoint", "baseline_metric"]
     assert frame["jax_version"].notna().all()
-    for artifacts in frame["artifacts"]:
-        assert artifacts.endswith('-density.png"]')
+    for name, artifacts in frame["artifacts"].items():
+        paths = json.loads(artifacts)
+        assert [p.rsplit("-", 1)[1] for p in paths] == ["density.png", "nfe.png"], paths
+        assert all(p.split("/")[-1].startswith(f"mix-cnf-{name}-dopri5-") for p in paths)  # the one model goes unnamed

@@ -143,7 +143,8 @@ def make_optimizer(name: str, kwargs: dict):
     Same update rules and defaults as torch.optim: ``adam`` (lr, betas, eps, weight_decay as
     an L2 term added to the gradient), ``adamw`` (decoupled weight_decay, torch's default
     0.01), ``sgd`` (lr, momentum, nesterov, weight_decay).  ``learning_rate`` is accepted for
-    ``lr``.
+    ``lr``.  ``milestones`` (iterations) and ``gamma``: the learning rate times gamma at each
+    milestone, as torch's MultiStepLR stepped once per iteration.
     """
     import optax
 
@@ -154,25 +155,35 @@ def make_optimizer(name: str, kwargs: dict):
         kw["lr"] = kw.pop("learning_rate")
     allowed = {"adam": {"lr", "betas", "eps", "weight_decay"},
                "adamw": {"lr", "betas", "eps", "weight_decay"},
-               "sgd": {"lr", "momentum", "nesterov", "weight_decay", "dampening"}}[name]
+               "sgd": {"lr", "momentum", "nesterov", "weight_decay", "dampening"}}[name] | {"milestones", "gamma"}
     unknown = sorted(set(kw) - allowed)
     if unknown:
         raise InvalidInputError(f"optimizer {name!r}: unsupported option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    lr = float(kw.get("lr", 1e-3))
+    lr = learning_rate(float(kw.get("lr", 1e-3)), kw.get("milestones"), float(kw.get("gamma", 0.1)))
+    wd = float(kw.get("weight_decay", 0.0))
     if name in ("adam", "adamw"):
         b1, b2 = kw.get("betas", (0.9, 0.999))
         eps = float(kw.get("eps", 1e-8))
         if name == "adamw":
             return optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=float(kw.get("weight_decay", 1e-2)))
-        wd = float(kw.get("weight_decay", 0.0))
         adam = optax.adam(lr, b1=b1, b2=b2, eps=eps)
         return optax.chain(optax.add_decayed_weights(wd), adam) if wd else adam
     if float(kw.get("dampening", 0.0)) != 0.0:
         raise InvalidInputError("optimizer 'sgd': dampening other than 0 is not supported in jax")
     momentum = float(kw.get("momentum", 0.0))
     sgd = optax.sgd(lr, momentum=momentum or None, nesterov=bool(kw.get("nesterov", False)))
-    wd = float(kw.get("weight_decay", 0.0))
     return optax.chain(optax.add_decayed_weights(wd), sgd) if wd else sgd
+
+
+def learning_rate(lr: float, milestones, gamma: float):
+    """``lr``, or torch's MultiStepLR as an optax schedule: update k (counted from 0) uses
+    lr * gamma^(number of milestones <= k), which is optax's piecewise-constant rule with the
+    milestones as boundaries (checked against torch in the tests)."""
+    import optax
+
+    if not milestones:
+        return lr
+    return optax.piecewise_constant_schedule(lr, {int(m): gamma for m in milestones})
 
 
 # --------------------------------------------------------------------------- the train step

@@ -1,35 +1,42 @@
-"""Built-in tasks: benchmark problems for odebench (``cnf``: continuous normalizing flows on 2-D toy densities).
+"""Built-in tasks: the paper's experiments as benchmark problems.
 
-Registration imports no framework: each task names, per framework, a loader that imports
-the model file for that framework only when a cell of that framework runs.
+``cnf``: continuous normalizing flows on 2-D toy densities (FFJORD's setting).
+``mnist``: the image classifier of Table 1, ODE-Net against the ResNet baseline.
+
+Registration imports no framework: each task names, per framework, a loader that imports the
+model file for that framework only when a cell of that framework runs.
 """
 
 from odebench.hookspecs import hookimpl
-from odebench.specs import TaskSpec
-
-
-def _torch_cnf():
-    from .cnf.torch_model import TorchCNF
-
-    return TorchCNF()
-
-
-def _jax_cnf():
-    from .cnf.jax_model import JaxCNF
-
-    return JaxCNF()
+from odebench.specs import ModelSpec, TaskSpec, lazy
 
 
 @hookimpl
 def odebench_register_tasks(register):
-    from .cnf.options import PAPER_OPTIONS, CNFOptions
+    from .cnf.options import PAPER_OPTIONS as CNF_PAPER, CNFOptions
+    from .mnist.options import PAPER_OPTIONS as MNIST_PAPER, MNISTOptions
+    from .mnist.task import prepare as prepare_mnist
 
     register(TaskSpec(
         name="cnf",
         description="continuous normalizing flow (FFJORD-style) on a 2-D toy density; metric: test NLL in nats",
         options=CNFOptions,
-        frameworks={"torch": _torch_cnf, "jax": _jax_cnf},
+        frameworks={"torch": lazy("odebench_tasks.cnf.torch_model:TorchCNF"),
+                    "jax": lazy("odebench_tasks.cnf.jax_model:JaxCNF")},
         metric_name="test_nll_nats",
-        metric_higher_is_better=False,
-        paper_options=PAPER_OPTIONS,
+        paper_options=CNF_PAPER,
+    ))
+    register(TaskSpec(
+        name="mnist",
+        description="image classifier of Chen et al. 2018 Table 1 (digits offline, or MNIST); metric: test error %",
+        options=MNISTOptions,
+        frameworks={"torch": lazy("odebench_tasks.mnist.torch_model:TorchMNIST"),
+                    "jax": lazy("odebench_tasks.mnist.jax_model:JaxMNIST")},
+        metric_name="test_error_pct",
+        paper_options=MNIST_PAPER,
+        models=(ModelSpec("odenet", ode=True, description="downsampling, one ODE block on t in [0, 1], head"),
+                ModelSpec("resnet", ode=False, description="the same with n_blocks residual blocks")),
+        default_tol=1e-3,
+        eval_tols=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5),
+        prepare=prepare_mnist,
     ))

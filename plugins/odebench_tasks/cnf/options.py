@@ -8,10 +8,11 @@ the configuration of FFJORD's toy experiments (pass them with ``--opt key=value`
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 
+from .._common.options import choice as _choice
+from .._common.options import positive_float as _positive_float
+from .._common.options import positive_int as _positive_int
 from .data import DATASETS
 
 ACTIVATIONS = ("tanh", "softplus", "relu", "elu")
@@ -33,27 +34,6 @@ PAPER_OPTIONS: dict = {
     "lr": 1e-3,
     "iterations": 10000,
 }
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _positive_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    x = float(value)
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return x
-
-
-def _choice(name: str, value: object, allowed: tuple) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
 
 
 @dataclass

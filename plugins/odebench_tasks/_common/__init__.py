@@ -1,0 +1,1 @@
+"""What every built-in task shares: data cache and downloads."""
