@@ -114,6 +114,15 @@ def _tolerance_pairs(tol, rtol, atol) -> list:
     return list(zip(rtols, atols))
 
 
+def _eval_tolerances(text):
+    """--eval-tol: None (the task's), [] ('none') or (rtol, rtol) pairs."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    return [(v, v) for v in _split(text, "--eval-tol")]
+
+
 def _task_options(pairs) -> dict:
     out = {}
     for pair in pairs:
@@ -134,6 +143,9 @@ def _task_options(pairs) -> dict:
                                           "[default: the task's, e.g. cnf 1e-5, mnist 1e-3]")
 @click.option("--rtol", default=None, help="Relative tolerance(s); pairs with --atol.")
 @click.option("--atol", default=None, help="Absolute tolerance(s); pairs with --rtol.  [default: = rtol]")
+@click.option("--eval-tol", "eval_tol", default=None,
+              help="Tolerances (rtol = atol) a trained ODE model is also evaluated at, comma separated; 'none' "
+                   "for no sweep.  [default: the task's, e.g. mnist 1e-1,1e-2,1e-3,1e-4,1e-5; cnf none]")
 @click.option("--steps", type=int, default=None, help="Training iterations (task default if omitted).")
 @click.option("--batch-size", type=int, default=None, help="Batch size (task default if omitted).")
 @click.option("--seed", default="0", show_default=True, help="Seed(s), comma separated.")
@@ -147,7 +159,7 @@ def _task_options(pairs) -> dict:
 @click.option("--run-id", default=None, help="Name of the run (default: run-<date>-<time>-<pid>).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @plugin_option
-def run_cmd(task, model, backend, solver, tol, rtol, atol, steps, batch_size, seed, device, dtype, out_dir, csv, opts,
+def run_cmd(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batch_size, seed, device, dtype, out_dir, csv, opts,
             solver_opts, run_id, quiet, plugins):
     """Run a grid of cells (task x model x backend x solver x tolerance x seed); one result row per cell.
 
@@ -159,7 +171,8 @@ def run_cmd(task, model, backend, solver, tol, rtol, atol, steps, batch_size, se
     config = RunConfig(
         tasks=_split(task, "--task"), models=_split(model, "--model") or None,
         backends=_split(backend, "--backend"), solvers=_split(solver, "--solver"),
-        tolerances=_tolerance_pairs(tol, rtol, atol), seeds=_split(seed, "--seed", int), steps=steps,
+        tolerances=_tolerance_pairs(tol, rtol, atol), eval_tolerances=_eval_tolerances(eval_tol),
+        seeds=_split(seed, "--seed", int), steps=steps,
         batch_size=batch_size, device=device, dtype=dtype, task_options=_task_options(opts),
         solver_options={k: _number(v) for k, v in _task_options(solver_opts).items()},
         out_dir=out_dir, csv=csv, run_id=run_id,

@@ -165,3 +165,32 @@ def test_resnet_memory_grows_with_its_depth():
     per_block = (figures[12][1] - figures[6][1]) / 6  # each block holds its activations for backward
     assert per_block == pytest.approx((figures[6][1] - figures[2][1]) / 4, rel=0.05)
     assert per_block >= 4 * 32 * 16 * 6 * 6 * 4  # at least four feature maps of the batch per block
+
+
+def test_lr_milestones_are_torchs_multisteplr_in_both_frameworks():
+    pytest.importorskip("optax")
+    from odebench_jax.runtime import learning_rate
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [3, 5], 0.1)
+    torch_lrs = []
+    for _ in range(8):
+        torch_lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    jax_schedule = learning_rate(0.1, [3, 5], 0.1)
+    assert torch_lrs == pytest.approx([float(jax_schedule(k)) for k in range(8)], rel=1e-6)
+    assert torch_lrs[2] == pytest.approx(0.1) and torch_lrs[3] == pytest.approx(0.01)
+
+
+def test_eval_tol_option(tmp_path):
+    run_cli(["run", "--task", "mnist", "--steps", "1", *SMALL, "--eval-tol", "1e-2,1e-6", "--out", str(tmp_path),
+             "--run-id", "e", "--quiet"])
+    sweep = json.loads(pd.read_parquet(tmp_path / "e.parquet").iloc[0]["eval_tolerances"])
+    assert [(e["rtol"], e["atol"]) for e in sweep] == [(1e-2, 1e-2), (1e-6, 1e-6)]
+    run_cli(["run", "--task", "mnist", "--steps", "1", *SMALL, "--eval-tol", "none", "--out", str(tmp_path),
+             "--run-id", "n", "--quiet"])
+    assert pd.isna(pd.read_parquet(tmp_path / "n.parquet").iloc[0]["eval_tolerances"])
+    bad = CliRunner().invoke(main, ["run", "--task", "mnist", "--eval-tol", "0", "--out", str(tmp_path), "--quiet"])
+    assert bad.exit_code == 2 and "rtol must be a positive finite number, got '0'" in bad.output
