@@ -1,17 +1,28 @@
 """Side-by-side benchmark: odebench's torch backends against torchdiffeq (not a test).
 
-    python benchmarks/torch_vs_torchdiffeq.py [--repeats N] [--warmup W]
+    python benchmarks/torch_vs_torchdiffeq.py [--problem mlp|odenet] [--repeats N] [--warmup W]
                                                [--tols 1e-3,1e-5,1e-7] [--out table.md|table.csv]
 
-Problem (fixed): MLP dynamics dy/dt = net(y), net = Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2)
-(time-independent), batch 512, float32, t = [0, 1], dopri5, rtol = atol = tol.  Same seed,
-weights and data for both libraries; loss = sum(y(1)**2); one iteration = zero grads + forward
-+ loss + backward.  Cells:
+Problems (same seed, weights and data for both libraries; one iteration = zero grads +
+forward + loss + backward; dopri5, rtol = atol = tol):
+
+    mlp:     dy/dt = net(y), net = Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2)
+             (time-independent), batch 512, float32, t = [0, 1], loss = sum(y(1)**2).
+    odenet:  one training iteration of the paper's MNIST ODE-Net (the mnist task's network,
+             208,266 parameters, weights drawn in numpy), batch 128 of the offline digits,
+             float32, the ODE block over t = [0, 1], loss = cross-entropy of the logits.  Only
+             the ODE block is solved by the library under test; stem, head and loss are shared.
+
+Cells:
 
     backprop:      odebench "torch-backprop"  vs torchdiffeq.odeint
     adjoint:       odebench "torch-adjoint" with adjoint_options={"first_step": None}, the
                    backward step control of torchdiffeq (a fresh automatic first step on every
-                   backward segment), vs torchdiffeq.odeint_adjoint: the same algorithm
+                   backward segment), vs torchdiffeq.odeint_adjoint: the same algorithm.
+                   torchdiffeq's default backward norm also takes |dL/dt|, the time cotangent it
+                   integrates and odebench does not compute (it is 0 for autonomous dynamics such
+                   as the MLP, not for the ODE-Net's); torchdiffeq is given the norm without it,
+                   max(RMS(y), RMS(a), RMS of each parameter's cotangent), which is odebench's.
     adjoint-warm:  odebench "torch-adjoint" with its defaults (each backward segment starts with
                    the step the controller proposed last) vs torchdiffeq.odeint_adjoint
 
@@ -22,8 +33,8 @@ odebench's own counters (backend.last_stats) are cross-checked against the wrapp
 
 Goal checked per cell: time ratio (odebench / torchdiffeq) <= 0.8 and forward and backward NFE
 each within +-10 % of torchdiffeq's (adjoint-warm: time only; its backward step control differs
-from torchdiffeq's on purpose).  Also printed: max |y(1) difference| and max |gradient
-difference| between the two libraries.
+from torchdiffeq's on purpose).  Also printed: max |output difference| (y(1), or the logits)
+and max |gradient difference| between the two libraries.
 """
 
 from __future__ import annotations
@@ -46,10 +57,8 @@ import torchdiffeq
 
 STATE_DIM = 2
 HIDDEN = 64
-BATCH = 512
 DTYPE = torch.float32
 SEED = 0
-ARCH = f"Linear({STATE_DIM},{HIDDEN})-tanh-Linear({HIDDEN},{HIDDEN})-tanh-Linear({HIDDEN},{STATE_DIM}), autonomous"
 TIME_GOAL = 0.8
 NFE_GOAL = 0.10
 
@@ -80,6 +89,58 @@ class Counted(nn.Module):
         return self.inner(t, y)
 
 
+class MLPProblem:
+    """The MLP dynamics on a batch of 512 points: loss = sum(y(1)^2)."""
+
+    name = "mlp"
+    description = (f"MLP Linear({STATE_DIM},{HIDDEN})-tanh-Linear({HIDDEN},{HIDDEN})-tanh-Linear({HIDDEN},{STATE_DIM}), "
+                   "autonomous; batch 512; float32; t = [0, 1]; loss = sum(y(1)^2)")
+    output = "y(1)"
+
+    def __init__(self) -> None:
+        torch.manual_seed(SEED)
+        self.func = Counted(MLP()).to(DTYPE)
+        self.y0 = torch.randn(512, STATE_DIM, dtype=DTYPE)
+        self.t = torch.tensor([0.0, 1.0], dtype=DTYPE)
+        self.params = list(self.func.parameters())
+
+    def loss(self, solve):
+        """(loss, output) for one library's ``solve(func, y0, t)``."""
+        y1 = solve(self.func, self.y0, self.t)[-1]
+        return y1.pow(2).sum(), y1
+
+
+class ODENetProblem:
+    """One training iteration of the MNIST ODE-Net: stem -> ODE block (the library) -> head -> CE."""
+
+    name = "odenet"
+    description = ("MNIST ODE-Net of Chen et al. (the mnist task's network, 208,266 parameters); batch 128 of the "
+                   "offline digits; float32; ODE block over t = [0, 1]; loss = cross-entropy")
+    output = "logits"
+
+    def __init__(self) -> None:
+        from odebench_tasks.mnist.options import MNISTOptions
+        from odebench_tasks.mnist.params import init_params
+        from odebench_tasks.mnist.task import MNISTData
+        from odebench_tasks.mnist.torch_nets import build, load_params
+
+        self.net = build("odenet").to(DTYPE)
+        load_params(self.net, init_params("odenet", SEED))
+        self.func = Counted(self.net.odefunc)
+        x, y = MNISTData(MNISTOptions(batch_size=128), SEED).batch(0)
+        self.x, self.y = torch.as_tensor(x, dtype=DTYPE), torch.as_tensor(y)
+        self.t = torch.tensor([0.0, 1.0], dtype=DTYPE)
+        self.params = list(self.net.parameters())
+
+    def loss(self, solve):
+        h = self.net.downsample(self.x)
+        logits = self.net.head(solve(self.func, h, self.t)[-1])
+        return torch.nn.functional.cross_entropy(logits, self.y), logits
+
+
+PROBLEMS = {p.name: p for p in (MLPProblem, ODENetProblem)}
+
+
 def machine_info() -> dict:
     cpu = platform.processor() or "unknown"
     try:
@@ -106,36 +167,49 @@ def machine_info() -> dict:
     }
 
 
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean().sqrt()
+
+
+def norm_without_time(state: tuple) -> torch.Tensor:
+    """torchdiffeq's default adjoint norm without its |dL/dt| channel: the state is
+    (dL/dt, y, a, *parameter cotangents), y and a single tensors here."""
+    _, y, a, *params = state
+    return torch.stack([_rms(y), _rms(a), *(_rms(p) for p in params)]).max()
+
+
 class Runner:
     """One library's side of a cell: an iteration function plus its counters."""
 
-    def __init__(self, lib: str, method: str, func: Counted, y0: torch.Tensor, t: torch.Tensor, tol: float) -> None:
-        self.lib, self.method, self.func, self.y0, self.t, self.tol = lib, method, func, y0, t, tol
+    def __init__(self, lib: str, method: str, problem, tol: float) -> None:
+        self.lib, self.method, self.problem, self.tol = lib, method, problem, tol
         if lib == "odebench":
             self.backend = odebench.backend("torch-backprop" if method == "backprop" else "torch-adjoint")
         # the "adjoint" cell runs torchdiffeq's backward step control: the same algorithm
         self.kwargs = {"adjoint_options": {"first_step": None}} if (lib, method) == ("odebench", "adjoint") else {}
 
-    def solve(self):
+    def solve(self, func, y0, t):
         if self.lib == "odebench":
-            return self.backend.odeint(self.func, self.y0, self.t, solver="dopri5", rtol=self.tol, atol=self.tol,
-                                       **self.kwargs)
-        odeint = torchdiffeq.odeint if self.method == "backprop" else torchdiffeq.odeint_adjoint
-        return odeint(self.func, self.y0, self.t, method="dopri5", rtol=self.tol, atol=self.tol)
+            return self.backend.odeint(func, y0, t, solver="dopri5", rtol=self.tol, atol=self.tol, **self.kwargs)
+        if self.method == "backprop":
+            return torchdiffeq.odeint(func, y0, t, method="dopri5", rtol=self.tol, atol=self.tol)
+        return torchdiffeq.odeint_adjoint(func, y0, t, method="dopri5", rtol=self.tol, atol=self.tol,
+                                          adjoint_options={"norm": norm_without_time})
 
     def iteration(self):
-        """zero grads + forward + loss + backward; returns (seconds, nfe_fwd, nfe_bwd, y1, grads)."""
-        self.func.zero_grad(set_to_none=True)
-        self.func.calls = 0
+        """zero grads + forward + loss + backward; returns (seconds, nfe_fwd, nfe_bwd, output, grads)."""
+        func = self.problem.func
+        for p in self.problem.params:
+            p.grad = None
+        func.calls = 0
         start = time.perf_counter()
-        ys = self.solve()
-        loss = ys[-1].pow(2).sum()
-        nfe_fwd = self.func.calls
+        loss, out = self.problem.loss(self.solve)
+        nfe_fwd = func.calls
         loss.backward()
         elapsed = time.perf_counter() - start
-        nfe_bwd = self.func.calls - nfe_fwd
-        grads = [p.grad.detach().clone() for p in self.func.parameters()]
-        return elapsed, nfe_fwd, nfe_bwd, ys[-1].detach().clone(), grads
+        nfe_bwd = func.calls - nfe_fwd
+        grads = [p.grad.detach().clone() for p in self.problem.params]
+        return elapsed, nfe_fwd, nfe_bwd, out.detach().clone(), grads
 
     def own_counts(self):
         """odebench's own counters for the last iteration (None for torchdiffeq)."""
@@ -145,13 +219,10 @@ class Runner:
         return s.nfe_forward, s.nfe_backward
 
 
-def run_cell(method: str, tol: float, repeats: int, warmup: int, notes: list) -> dict:
-    torch.manual_seed(SEED)
-    func = Counted(MLP()).to(DTYPE)
-    y0 = torch.randn(BATCH, STATE_DIM, dtype=DTYPE)
-    t = torch.tensor([0.0, 1.0], dtype=DTYPE)
-    ob = Runner("odebench", method, func, y0, t, tol)
-    tdq = Runner("torchdiffeq", method, func, y0, t, tol)
+def run_cell(problem_cls, method: str, tol: float, repeats: int, warmup: int, notes: list) -> dict:
+    problem = problem_cls()
+    ob = Runner("odebench", method, problem, tol)
+    tdq = Runner("torchdiffeq", method, problem, tol)
 
     first = {}
     for _ in range(warmup):
@@ -215,12 +286,12 @@ def run_cell(method: str, tol: float, repeats: int, warmup: int, notes: list) ->
     }
 
 
-def markdown(rows: list, info: dict, repeats: int, warmup: int) -> str:
+def markdown(problem_cls, rows: list, info: dict, repeats: int, warmup: int) -> str:
+    out = problem_cls.output
     lines = [
         "# odebench vs torchdiffeq (torch, CPU)",
         "",
-        f"Problem: MLP {ARCH}; batch {BATCH}; {str(DTYPE).replace('torch.', '')}; t = [0, 1]; dopri5; "
-        f"rtol = atol = tol; loss = sum(y(1)^2); time = forward+backward per iteration, "
+        f"Problem: {problem_cls.description}; dopri5; rtol = atol = tol; time = forward+backward per iteration, "
         f"median of {repeats} interleaved repeats after {warmup} warm-up.",
         "",
         "| method | tol | odebench ms | torchdiffeq ms | time ratio (ob/tdq) | NFE fwd (ob/tdq) | NFE bwd (ob/tdq) | NFE ratio | meets goal |",
@@ -243,7 +314,8 @@ def markdown(rows: list, info: dict, repeats: int, warmup: int) -> str:
         "",
         "Agreement of the two libraries (same weights and data):",
         "",
-        "| method | tol | max abs diff y(1) | diff / (atol + rtol max abs y(1)) | max abs diff grad | max abs grad | odebench last_stats NFE (fwd, bwd) | min ms (ob/tdq) |",
+        f"| method | tol | max abs diff {out} | diff / (atol + rtol max abs {out}) | max abs diff grad | max abs grad | "
+        "odebench last_stats NFE (fwd, bwd) | min ms (ob/tdq) |",
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
@@ -256,7 +328,7 @@ def markdown(rows: list, info: dict, repeats: int, warmup: int) -> str:
         "",
         "tol bounds the local error per step, not the global error, and torchdiffeq evaluates y(1) by dense-output "
         "interpolation while odebench steps onto t = 1, so a diff/scale ratio of a few is expected; float32 "
-        "rounding (eps 1.2e-7) dominates at tol 1e-7.",
+        "rounding (eps 1.2e-7) dominates at tol 1e-7.  (For the ODE-Net the output compared is the logits.)",
     ]
     lines += ["", "Machine:", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
@@ -267,6 +339,7 @@ def markdown(rows: list, info: dict, repeats: int, warmup: int) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--problem", default="mlp", choices=sorted(PROBLEMS))
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--tols", default="1e-3,1e-5,1e-7")
@@ -293,14 +366,14 @@ def main(argv=None) -> int:
     rows, notes = [], []
     for method in methods:
         for tol in tols:
-            row = run_cell(method, tol, args.repeats, args.warmup, notes)
+            row = run_cell(PROBLEMS[args.problem], method, tol, args.repeats, args.warmup, notes)
             rows.append(row)
             print(
                 f"  {method:8s} tol={tol:.0e}: odebench {row['odebench_ms']:.1f} ms, torchdiffeq {row['torchdiffeq_ms']:.1f} ms, "
                 f"ratio {row['time_ratio']:.2f}",
                 flush=True,
             )
-    text = markdown(rows, info, args.repeats, args.warmup)
+    text = markdown(PROBLEMS[args.problem], rows, info, args.repeats, args.warmup)
     if notes:
         text += "\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in notes)
     print()
