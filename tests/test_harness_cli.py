@@ -282,3 +282,18 @@ def test_list_shows_each_tasks_models(models_plugin):
     text = run_cli(["list", "-p", models_plugin]).output
     assert "models: ode, linear (no ODE)" in text
     assert {r["name"] for r in out["items"] if r["kind"] == "runtime"} >= {"torch", "jax"}
+
+
+def test_report_reads_result_files_written_before_models_and_held_bytes(tmp_path, decay_plugin):
+    """Result files of earlier versions (no model, no held_for_backward_bytes, the old memory
+    kind) still load, print and plot."""
+    run_cli(["run", "-p", decay_plugin, "--task", "decay", "--backend", "torch-adjoint", "--tol", "1e-3,1e-5",
+             "--steps", "3", "--out", str(tmp_path), "--run-id", "new", "--quiet"])
+    old = pd.read_parquet(tmp_path / "new.parquet").drop(columns=["model", "held_for_backward_bytes", "warmup_s"])
+    old["memory_kind"] = "torch_saved_activations"
+    old.to_parquet(tmp_path / "old.parquet", index=False)
+    result = run_cli(["report", str(tmp_path / "old.parquet"), "--plot", str(tmp_path / "old.png")])
+    assert "memory: torch_saved_activations" in result.output
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("-  ")]
+    assert len(rows) == 2 and all(r[1] == "torch-adjoint" for r in rows)  # model shown as '-'
+    assert (tmp_path / "old.png").stat().st_size > 10_000
