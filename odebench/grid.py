@@ -2,9 +2,10 @@
 anything runs.
 
 A cell is one row of the result file.  For a task's ODE model it is (task, model, backend,
-solver, rtol, atol, seed); a model without an ODE (the paper's ResNet and RNN baselines) has no
-solver or tolerance to vary, so it runs once per framework and seed, its ``backend`` being the
-framework's name (``torch``, ``jax``).  Everything a cell needs is validated here: names,
+solver, rtol, atol, seed); a fixed-step solver has no tolerance (one cell, rtol and atol
+empty, whatever --tol says); a model without an ODE (the paper's ResNet and RNN baselines) has
+no solver or tolerance to vary, so it runs once per framework and seed, its ``backend`` being
+the framework's name (``torch``, ``jax``).  Everything a cell needs is validated here: names,
 tolerances, options, the task's data (``TaskSpec.prepare``), a framework implementation for
 every cell.
 """
@@ -36,18 +37,24 @@ class Cell:
     def ode(self) -> bool:
         return self.solver is not None
 
+    @property
+    def adaptive(self) -> bool:
+        return self.rtol is not None
+
     def label(self) -> str:
         head = f"{self.task} {self.model} {self.backend}"
         if not self.ode:
             return f"{head} seed={self.seed}"
-        return f"{head} {self.solver} rtol={self.rtol:g} atol={self.atol:g} seed={self.seed}"
+        tol = f" rtol={self.rtol:g} atol={self.atol:g}" if self.adaptive else ""
+        return f"{head} {self.solver}{tol} seed={self.seed}"
 
     def stem(self, run_id: str) -> str:
         """The file-name stem of the cell's artifacts (a task's only model, named after it, unnamed)."""
         head = f"{run_id}-{self.task}" + ("" if self.model == self.task else f"-{self.model}") + f"-{self.backend}"
         if not self.ode:
             return f"{head}-s{self.seed}"
-        return f"{head}-{self.solver}-r{self.rtol:g}-a{self.atol:g}-s{self.seed}"
+        tol = f"-r{self.rtol:g}-a{self.atol:g}" if self.adaptive else ""
+        return f"{head}-{self.solver}{tol}-s{self.seed}"
 
 
 @dataclass
@@ -175,8 +182,9 @@ def _task_cells(config: RunConfig, registry: Registry, spec: TaskSpec) -> list[C
     cells = []
     for model in task_models(spec, config.models):
         if model.ode:
-            cells += [Cell(spec.name, model.name, b, s, r, a, seed) for b, s, (r, a), seed in
-                      itertools.product(config.backends, config.solvers, tolerances, config.seeds)]
+            for backend, solver, seed in itertools.product(config.backends, config.solvers, config.seeds):
+                tols = tolerances if registry.solver(solver).adaptive else [(None, None)]
+                cells += [Cell(spec.name, model.name, backend, solver, r, a, seed) for r, a in tols]
         else:
             cells += [Cell(spec.name, model.name, fw, None, None, None, seed) for fw, seed in
                       itertools.product(_frameworks(config, registry), config.seeds)]

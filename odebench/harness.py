@@ -32,6 +32,7 @@ from .grid import Cell, RunConfig, build_task_options, eval_tolerances, plan  # 
 from .plugins import Registry
 from .protocols import BoundOdeint
 from .results import ResultStore, new_run_id, now_iso, provenance, to_json
+from .solve.setup import DEFAULT_ATOL, DEFAULT_RTOL
 from .specs import SolveStats, TaskSpec
 
 
@@ -97,9 +98,9 @@ def _train_and_evaluate(cell: Cell, config: RunConfig, registry: Registry, spec:
     problem = spec.build(framework, options, model=cell.model, seed=cell.seed, device=device, dtype=config.dtype)
     stats = SolveStats()
     odeint = None
-    if cell.ode:
-        odeint = BoundOdeint(registry.backend(cell.backend), cell.solver, cell.rtol, cell.atol,
-                             config.solver_options or None, stats)
+    if cell.ode:  # a fixed-step solver ignores tolerances: it gets the backends' defaults
+        odeint = BoundOdeint(registry.backend(cell.backend), cell.solver, cell.rtol or DEFAULT_RTOL,
+                             cell.atol or DEFAULT_ATOL, config.solver_options or None, stats)
     trainer = runtime.trainer(problem, odeint, device)
     row["n_params"] = trainer.n_params()
     history = _train(trainer, stats if cell.ode else None, row["steps"] or 1, row, progress)
@@ -121,13 +122,13 @@ def _evaluate(cell: Cell, config: RunConfig, spec: TaskSpec, problem, trainer, o
     stem = cell.stem(row["run_id"])
     paths = [str(p) for p in problem.artifacts(eval_odeint, out_dir, stem)]
     if cell.ode:
-        sweep = [_evaluate_at(trainer, odeint, r, a) for r, a in eval_tolerances(config, spec)]
+        tolerances = eval_tolerances(config, spec) if cell.adaptive else []  # fixed steps: nothing to sweep
+        sweep = [_evaluate_at(trainer, odeint, r, a) for r, a in tolerances]
         row["eval_tolerances"] = to_json(sweep) if sweep else None
         if len(history[0]) >= 2:
             from .report import nfe_history_plot
 
-            title = f"{cell.task} {cell.model} {cell.backend} {cell.solver} rtol={cell.rtol:g}"
-            paths.append(str(nfe_history_plot(*history, out_dir / f"{stem}-nfe.png", title)))
+            paths.append(str(nfe_history_plot(*history, out_dir / f"{stem}-nfe.png", cell.label())))
     row["artifacts"] = to_json(paths)
     row["status"] = "ok"
 

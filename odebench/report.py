@@ -127,13 +127,15 @@ def _task_panels(axes, sub, task: str) -> None:
     ode = sub[sub["solver"].notna()]
     for keys, g in ode.groupby(["model", "backend", "solver"] if model is not None else ["backend", "solver"],
                                dropna=False):
-        g = g.groupby(["rtol", "atol"], as_index=False).mean(numeric_only=True).sort_values("rtol", ascending=False)
+        g = (g.groupby(["rtol", "atol"], as_index=False, dropna=False).mean(numeric_only=True)
+             .sort_values("rtol", ascending=False))  # a fixed-step solver: one point, no tolerance
         label = " / ".join(str(k) for k in keys if not _missing(k))
         axes[0].plot(g["time_iter_s"] * 1e3, g["metric"], "o-", label=label)
         axes[1].plot(g["nfe_total"], g["metric"], "o-", label=label)
         axes[2].plot(g["nfe_total"], g["peak_memory_bytes"].astype(float) / 2**20, "o-", label=label)
         for _, r in g.iterrows():
-            axes[1].annotate(f"{r['rtol']:.0e}", (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
+            note = "fixed step" if _missing(r["rtol"]) else f"{r['rtol']:.0e}"
+            axes[1].annotate(note, (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
     for keys, g in sub[sub["solver"].isna()].groupby(["model", "backend"], dropna=False):
         label = f"{keys[0]} ({keys[1]}, no ODE)"
         line = axes[1].axhline(g["metric"].mean(), linestyle="--", alpha=0.8, label=label)

@@ -67,10 +67,13 @@ def test_table1_grid_on_digits_offline(tmp_path, offline):
 
 def test_rk_net_is_backprop_through_fixed_step_rk4(tmp_path):
     run_cli(["run", "--task", "mnist", "--backend", "torch-backprop", "--solver", "rk4", "--solver-opt", "step_size=0.25",
-             "--steps", "2", *SMALL, "--out", str(tmp_path), "--run-id", "rk", "--quiet"])
-    row = pd.read_parquet(tmp_path / "rk.parquet").iloc[0]
-    assert row["status"] == "ok" and row["solver"] == "rk4"
+             "--tol", "1e-1,1e-3", "--steps", "2", *SMALL, "--out", str(tmp_path), "--run-id", "rk", "--quiet"])
+    frame = pd.read_parquet(tmp_path / "rk.parquet")
+    assert len(frame) == 1  # a fixed-step solver has no tolerance to vary: one cell
+    row = frame.iloc[0]
+    assert row["status"] == "ok" and row["solver"] == "rk4" and pd.isna(row["rtol"]) and pd.isna(row["atol"])
     assert row["nfe_forward"] == 4 * 4 and row["nfe_backward"] == 0  # 4 steps of 4 stages, autograd backward
+    assert pd.isna(row["eval_tolerances"])  # nothing to sweep
 
 
 def test_a_short_run_lowers_the_loss():
