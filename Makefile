@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/torch_vs_torchdiffeq.py
+	$(PY) benchmarks/torch_vs_torchdiffeq.py --problem odenet --tols 1e-3
 	$(PY) benchmarks/jax_vs_diffrax.py
 
 clean:
