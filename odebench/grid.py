@@ -19,7 +19,7 @@ from typing import Optional
 
 from .errors import InvalidInputError
 from .plugins import Registry
-from .solve import check_tolerance, resolve_options
+from .solve import check_tolerance, parse_bool, resolve_options
 from .specs import ModelSpec, TaskSpec
 
 
@@ -83,13 +83,9 @@ def _coerce(field_: dataclasses.Field, raw):
         return raw
     kind = field_.type if isinstance(field_.type, str) else getattr(field_.type, "__name__", str(field_.type))
     kind = kind.replace("Optional[", "").rstrip("]")
+    if kind == "bool":
+        return parse_bool(f"task option {field_.name}", raw)
     try:
-        if kind == "bool":
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
         if kind == "int":
             return int(raw)
         if kind == "float":

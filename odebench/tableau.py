@@ -31,7 +31,8 @@ class Tableau:
     embedded solution (it sets the step-size controller's exponent 1 / (error_order + 1)).
     ``fsal`` is derived (c_s = 1, the last row of A equals b, b_s = 0); a value given must agree.
     ``dense``: optional dense-output coefficients, one row per stage, each row the polynomial
-    coefficients in theta (theta^1, theta^2, ...) of b_j(theta) for y(t + theta h).
+    coefficients in theta (theta^1, theta^2, ...) of b_j(theta) for y(t + theta h);
+    ``dense_order`` their order (default: order - 1).
     ``b_err_low``: optional second, lower-order error weights; when given, the error norm is
     Hairer's DOP853 combination of the two estimates err = h * sum_j b_err[j] k_j and
     err_low = h * sum_j b_err_low[j] k_j:  e^2 / sqrt(e^2 + 0.01 e_low^2)  with e, e_low their
@@ -52,6 +53,7 @@ class Tableau:
     description: str = ""
     reference: str = ""
     b_err_low: Optional[tuple] = None
+    dense_order: Optional[int] = None
 
     def __post_init__(self) -> None:
         self._check_shapes()
@@ -69,6 +71,21 @@ class Tableau:
     @property
     def adaptive(self) -> bool:
         return self.b_err is not None
+
+    @property
+    def interpolant_order(self) -> int:
+        """The order of values between step ends: the continuous extension's, or 3 for the cubic
+        Hermite interpolant the integrators use where a tableau has none."""
+        if self.dense is None:
+            return 3
+        return self.dense_order if self.dense_order is not None else self.order - 1
+
+    @property
+    def interpolates_by_default(self) -> bool:
+        """Whether outputs between step ends are interpolated unless asked otherwise: when the
+        interpolant is within one order of the method.  A cubic Hermite between the long steps
+        of an eighth-order method would be far less accurate than the method."""
+        return self.adaptive and self.interpolant_order >= self.order - 1
 
     def row(self, i: int) -> tuple:
         """Row i of A padded with zeros to length i."""

@@ -161,3 +161,26 @@ D1 = kepler(0.1, "D1")
 D3 = kepler(0.5, "D3")
 
 ALL = (A1, A2, A3, B4, D1, D3)
+
+
+# --- a small MLP shared by the cross-framework and dense-output tests -----------------------
+
+def mlp_weights(dim=3, hidden=16, seed=0):
+    """A small time-dependent MLP's weights drawn in numpy (the same in torch and JAX tests)."""
+    rng = np.random.default_rng(seed)
+    return {"W1": rng.normal(size=(hidden, dim + 1)) * 0.8, "b1": rng.normal(size=hidden) * 0.5,
+            "W2": rng.normal(size=(dim, hidden)) * 0.8, "b2": rng.normal(size=dim) * 0.5}
+
+
+class TorchMLP(torch.nn.Module):
+    """f(t, y) = W2 tanh(W1 [y, t] + b1) + b2 with the weights of ``mlp_weights``."""
+
+    def __init__(self, w):
+        super().__init__()
+        for k, v in w.items():
+            setattr(self, k, torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)))
+
+    def forward(self, t, y):
+        tt = t.expand(*y.shape[:-1], 1)
+        h = torch.tanh(torch.cat([y, tt], dim=-1) @ self.W1.T + self.b1)
+        return h @ self.W2.T + self.b2

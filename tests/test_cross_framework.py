@@ -19,30 +19,14 @@ import jax.numpy as jnp  # noqa: E402
 from odebench.plugins import make_registry  # noqa: E402
 from odebench.specs import SolveStats  # noqa: E402
 
+from .problems import TorchMLP, mlp_weights as _weights  # noqa: E402
+
 REG = make_registry()
 SOLVERS = ("dopri5", "tsit5", "bosh3", "dopri8")
 TOLS = (1e-4, 1e-7, 1e-10)
 
 
 pytestmark = pytest.mark.usefixtures("jax_x64")  # float64 in jax for this module (conftest)
-
-
-def _weights(dim=3, hidden=16, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"W1": rng.normal(size=(hidden, dim + 1)) * 0.8, "b1": rng.normal(size=hidden) * 0.5,
-            "W2": rng.normal(size=(dim, hidden)) * 0.8, "b2": rng.normal(size=dim) * 0.5}
-
-
-class TorchMLP(torch.nn.Module):
-    def __init__(self, w):
-        super().__init__()
-        for k, v in w.items():
-            setattr(self, k, torch.nn.Parameter(torch.tensor(v, dtype=torch.float64)))
-
-    def forward(self, t, y):
-        tt = t.expand(*y.shape[:-1], 1)
-        h = torch.tanh(torch.cat([y, tt], dim=-1) @ self.W1.T + self.b1)
-        return h @ self.W2.T + self.b2
 
 
 def jax_mlp(t, y, p):

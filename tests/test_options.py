@@ -16,7 +16,12 @@ RK4 = REG.solver("rk4")
 
 def test_forward_defaults_and_numbers_become_floats():
     opts = resolve_options(DOPRI5, {"first_step": 1, "safety": 1})
-    assert opts == {"first_step": 1.0, "safety": 1.0, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000}
+    assert opts == {"first_step": 1.0, "safety": 1.0, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000,
+                    "step_to_outputs": False}  # dopri5 interpolates between step ends by default
+    assert resolve_options(REG.solver("dopri8"), None)["step_to_outputs"] is True  # a cubic would spoil it
+    assert resolve_options(DOPRI5, {"step_to_outputs": "true"})["step_to_outputs"] is True
+    with pytest.raises(InvalidInputError, match="option step_to_outputs must be true or false, got 'maybe'"):
+        resolve_options(DOPRI5, {"step_to_outputs": "maybe"})
     assert resolve_options(DOPRI5, None)["first_step"] is None
     assert resolve_options(DOPRI5, None, max_steps_default=4096)["max_steps"] == 4096
 

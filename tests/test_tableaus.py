@@ -40,7 +40,7 @@ DENSE = [tab for tab in ALL_TABLEAUS if tab.dense is not None]
 EPS = np.finfo(float).eps
 
 # the order of the dense output of each tableau that has one
-DENSE_ORDER = {"dopri5": 4}
+DENSE_ORDER = {"dopri5": 4, "tsit5": 4}
 
 # Tableaus with a second error estimate (b_err_low): the orders of the two embedded solutions
 # b - b_err and b - b_err_low.  Their error norm e^2 / sqrt(e^2 + 0.01 e_low^2) behaves like

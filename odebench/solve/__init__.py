@@ -6,7 +6,7 @@ the error norms' layout (:mod:`.norms`) and how a solve ends (:mod:`.status`).  
 JAX integrators keep only their framework's arithmetic.
 """
 
-from .checks import check_outputs, check_state, check_times, check_tolerance
+from .checks import check_outputs, check_state, check_times, check_tolerance, parse_bool
 from .norms import adjoint_norm_slices, dop853_combination, slices_of
 from .options import WARM, resolve_adjoint_options, resolve_options
 from .plan import StagePlan, stage_plan
@@ -14,7 +14,7 @@ from .setup import GradientBackend, SolveSetup
 from .status import Status, error_for
 
 __all__ = [
-    "check_outputs", "check_state", "check_times", "check_tolerance",
+    "check_outputs", "check_state", "check_times", "check_tolerance", "parse_bool",
     "adjoint_norm_slices", "dop853_combination", "slices_of",
     "WARM", "resolve_adjoint_options", "resolve_options",
     "StagePlan", "stage_plan", "GradientBackend", "SolveSetup", "Status", "error_for",

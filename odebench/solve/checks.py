@@ -77,3 +77,15 @@ def check_outputs(out: Any, shapes: Sequence[tuple], dtype: Any, is_tuple: bool,
             raise InvalidInputError(f"func returned shape {tuple(o.shape)}{where}, expected y0's shape {tuple(shape)}")
         if o.dtype != dtype:
             raise InvalidInputError(f"func returned dtype {o.dtype}{where}, expected y0's dtype {dtype}")
+
+
+def parse_bool(what: str, value: Any) -> bool:
+    """True/False, or their spellings 1/0, yes/no, on/off (options typed on the command line)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInputError(f"{what} must be true or false, got {value!r}")

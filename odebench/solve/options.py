@@ -14,6 +14,13 @@ of each backward segment, ``"warm"``:
   afresh on every segment: torchdiffeq's behaviour.  On the adjoint system it is often small,
   because the parameter cotangents start at zero and their error scale is then ``atol``.
 * a number: that step on every segment.
+
+``step_to_outputs`` (adaptive solvers): False: values at the requested times come from the
+tableau's interpolant between step ends (dense output), so the number of output times costs
+no evaluations; True: the controller shortens steps to land exactly on every output time
+(the full order at every output, at the price of more steps).  The default (None) is False
+where the interpolant is within one order of the method (``Tableau.interpolates_by_default``:
+dopri5, tsit5, bosh3, adaptive_heun) and True where it is not (dopri8, rk8_13m).
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from typing import Optional
 
 from ..errors import InvalidInputError
 from ..specs import Tableau
+from .checks import parse_bool
 
-ADAPTIVE_DEFAULTS = {"first_step": None, "safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000}
+ADAPTIVE_DEFAULTS = {"first_step": None, "safety": 0.9, "ifactor": 10.0, "dfactor": 0.2, "max_steps": 10_000,
+                     "step_to_outputs": None}
 FIXED_DEFAULTS = {"step_size": None, "max_steps": 1_000_000}
 WARM = "warm"  # adjoint first step: continue the controller (see the module docstring)
 
@@ -71,6 +80,10 @@ def resolve_options(tableau: Tableau, options: Optional[dict], max_steps_default
                 allowed = f"None, {WARM!r} or a positive number" if adjoint else "None or a positive number"
                 raise InvalidInputError(f"option first_step must be {allowed}, got {first!r}")
             merged["first_step"] = float(first)
+    if tableau.adaptive:
+        choice = merged["step_to_outputs"]
+        merged["step_to_outputs"] = (not tableau.interpolates_by_default if choice is None
+                                     else parse_bool("option step_to_outputs", choice))
     if isinstance(merged["max_steps"], bool) or not isinstance(merged["max_steps"], int) or merged["max_steps"] < 1:
         raise InvalidInputError(f"option max_steps must be a positive integer, got {merged['max_steps']!r}")
     return merged

@@ -53,7 +53,6 @@ from .integrate import (
     backprop_backward,
     make_config,
     numbers,
-    step_evaluations,
 )
 from .state import FlatFunc, check_function, is_tracer, make_state, reject_traced, times_of
 
@@ -173,7 +172,7 @@ class BackpropBackend(JaxBackend):
 
     A ``jax.custom_vjp``.  Without a derivative the solve is the plain ``lax.while_loop``.
     Differentiated, the same loop also records a tape of the accepted steps -- the state before
-    each step, its t and h, and the output time it landed on -- in buffers of max_steps rows.
+    each step, its t and h, its end and the outputs it produced -- in buffers of max_steps rows.
     The backward pass walks the tape from the last step to the first in a ``lax.while_loop``,
     recomputing each step's stages under ``jax.vjp`` (a checkpoint per step): it costs one
     step's evaluations (every stage, f(t, y) included) per accepted step, counted as
@@ -197,7 +196,6 @@ class BackpropBackend(JaxBackend):
         cfg_rec = problem.config("record", length)
         leaves, treedef = jax.tree_util.tree_flatten(problem.args)
         diff = tuple(i for i, leaf in enumerate(leaves) if _is_inexact(leaf))
-        per_step = step_evaluations(problem.tableau)
         backend = self
 
         @jax.custom_vjp
@@ -211,12 +209,12 @@ class BackpropBackend(JaxBackend):
         def solve_bwd(res, cts):
             tape, n_steps, status, args, times, nums = res
             arg_leaves = treedef.flatten_up_to(args)
-            grad_y0, grad_params = _backprop_backward_jit(f, cfg_rec, treedef, diff, tape, n_steps, cts[0],
-                                                          list(arg_leaves))
+            grad_y0, grad_params, nfe = _backprop_backward_jit(f, cfg_rec, treedef, diff, tape, n_steps, cts[0],
+                                                               list(arg_leaves), times)
             failed = status != OK  # the forward returned NaN; so do the gradients
             grad_y0 = jnp.where(failed, jnp.nan, grad_y0)
             grad_params = [jnp.where(failed, jnp.nan, g) for g in grad_params]
-            counts = jnp.stack([n_steps * per_step, jnp.zeros_like(n_steps), jnp.zeros_like(n_steps)])
+            counts = jnp.stack([nfe, jnp.zeros_like(n_steps), jnp.zeros_like(n_steps)])
             _report(backend, stats, BACKWARD_FIELDS, counts, jnp.asarray(OK, jnp.int32),
                     jnp.zeros(3, problem.cdt), cfg_rec.opts["max_steps"])
             return (grad_y0, _args_cotangent(treedef, arg_leaves, diff, grad_params),

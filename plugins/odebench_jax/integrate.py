@@ -6,8 +6,8 @@ the same error ratio (RMS norm, or the max over slices of a mixed norm; Hairer's
 combination when the tableau has ``b_err_low``), the same controller (accept when the ratio is
 <= 1; factor safety * ratio^(-1/(q+1)) clamped to [1, ifactor] after an accepted step and to
 at least dfactor after a rejected one; no growth right after a rejection; a step shortened to
-land on an output time keeps at least the step the controller had proposed), FSAL reuse, and
-outputs obtained by stepping exactly onto every requested time.
+land on the last output time keeps at least the step the controller had proposed), FSAL reuse,
+and the same dense output between step ends.
 
 Everything below runs inside one traced program: step-size control is traced scalar
 arithmetic in the *control dtype* (float64 when ``jax_enable_x64`` is on, as torch's Python
@@ -18,10 +18,12 @@ and an *info* vector (where it stopped); the caller turns a non-zero status into
 values are concrete (eager calls), and otherwise reports it through its stats callback while
 the returned trajectory is all NaN.
 
-The loop is a ``lax.while_loop`` that writes y into a [T, n] buffer whenever a step lands on
-an output time.  It is not reverse-differentiable; the adjoint uses it for both of its solves.
-With ``driver="record"`` it also keeps a *tape* of every accepted step -- the state before the
-step, t, h, and the output index it landed on -- in buffers of ``max_steps`` rows, from which
+The loop is a ``lax.while_loop`` that writes into a [T, n] buffer the output times each
+accepted step reaches: y_new at the step's end, the interpolant inside (dense output, the
+formula of odebench.solve.StagePlan; ``step_to_outputs`` makes every output time a step end).
+It is not reverse-differentiable; the adjoint uses it for both of its solves.  With
+``driver="record"`` it also keeps a *tape* of every accepted step -- the state before the
+step, t, h, its end and the outputs it produced -- in buffers of ``max_steps`` rows, from which
 ``backprop_backward`` runs reverse mode step by step (jax-backprop).
 """
 
@@ -268,24 +270,21 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
         ints = p[3]
         return (ints[0] < T) & (ints[6] == OK) & (ints[2] < max_steps)
 
-    def packed_attempt(p):
-        c2, landed, h_used = attempt(_unpack(p))
-        return _pack(c2), landed, h_used
-
     if cfg.driver not in ("while", "record"):
         raise ValueError(f"unknown driver {cfg.driver!r}")
     record = cfg.driver == "record"
     buf = jnp.zeros((T,) + y0.shape, dtype).at[0].set(y0)
     tape0 = _empty_tape(cfg.length, y0, cdt) if record else ()
+    direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
 
     def body(state):
         p, ys, tape = state
-        k, acc = p[3][0], p[3][4]
-        p2, landed, h_used = packed_attempt(p)
-        ys = ys.at[k].set(jnp.where(landed, p2[0], ys[k]))
+        c = _unpack(p)
+        c2, accept, h_used, ks = attempt(c)
+        c2, ys = _emit(f, plan, times, direction, args, c, c2, accept, h_used, ks, ys)
         if record:  # row `acc` is overwritten until a step is accepted there
-            tape = _write_tape(tape, acc, p[0], p[2][0], h_used, jnp.where(landed, k, -1))
-        return p2, ys, tape
+            tape = _write_tape(tape, c.acc, c.y, c.t, h_used, c.k, c2.k, c2.t)
+        return _pack(c2), ys, tape
 
     p, ys, tape = lax.while_loop(lambda s: active(s[0]), body, (_pack(c0), buf, tape0))
     ys, counts, status, info = _finish(plan, _unpack(p), ys, times)
@@ -324,6 +323,46 @@ def _start(f, plan: StagePlan, cfg: SolveConfig, y0, args, times, nums, cdt):
     return c0, attempt
 
 
+def _emit(f, plan: StagePlan, times, direction, args, c: _Carry, c2: _Carry, accept, h, ks, ys):
+    """Write the values at the output times an accepted step [c.t, c2.t] reached: y_new at its
+    end, the interpolant inside (as the torch loop's ``_emit``).  A Hermite interpolant of a
+    non-FSAL tableau needs f(t_new, y_new): evaluated once, then carried into the next step."""
+    T = times.shape[0]
+    if plan.needs_end_slope:
+        inside = accept & (c2.k < T) & (direction * (times[jnp.minimum(c2.k, T - 1)] - c2.t) < 0)
+        f1 = lax.cond(inside, lambda: f(c2.t.astype(c2.y.dtype), c2.y, args), lambda: jnp.zeros_like(c2.y))
+        c2 = c2._replace(fy=jnp.where(inside, f1, c2.fy), fy_valid=c2.fy_valid | inside,
+                         nfe=c2.nfe + inside.astype(jnp.int32))
+
+    def more(s):
+        k, _ = s
+        return accept & (k < T) & (direction * (times[jnp.minimum(k, T - 1)] - c2.t) <= 0)
+
+    def write(s):
+        k, ys = s
+        theta = (times[k] - c.t) / h
+        value = jnp.where(times[k] == c2.t, c2.y, _interpolate(plan, theta, c.y, ks, c2.y, c2.fy, h))
+        return k + 1, ys.at[k].set(value)
+
+    k, ys = lax.while_loop(more, write, (c2.k, ys))
+    return c2._replace(k=k.astype(jnp.int32)), ys
+
+
+def _interpolate(plan: StagePlan, theta, y0, ks, y1, f1, h):
+    """y(t0 + theta h) from the step's ends and stages: odebench.solve.StagePlan's weights (the
+    torch loop's formula); a weight that is the float 0.0 costs nothing."""
+    dtype = y0.dtype
+    alpha, betas, gamma, delta = plan.interpolation_weights(theta)
+    out = jnp.asarray(alpha).astype(dtype) * y0
+    for weight, vector in ((gamma, y1), (delta * h, f1)):
+        if not (isinstance(weight, float) and weight == 0.0):
+            out = out + jnp.asarray(weight).astype(dtype) * vector
+    for beta, k in zip(betas, ks):
+        if not (isinstance(beta, float) and beta == 0.0):
+            out = out + (beta * h).astype(dtype) * k
+    return out
+
+
 def _finish(plan: StagePlan, c: _Carry, ys, times):
     """(ys, counts, status, info) from the last carry: max_steps exhausted becomes a status, and
     a failed solve's ys are NaN."""
@@ -342,65 +381,100 @@ def _finish(plan: StagePlan, c: _Carry, ys, times):
 # ---------------------------------------------------------------------------------------
 
 class Tape(NamedTuple):
-    """Row i: the state before accepted step i, its t and h, and the output index it landed on
-    (-1: none).  Rows at and after the number of accepted steps are scratch."""
+    """Row i: the state before accepted step i, its t, h and end time, and the outputs it
+    produced, indices [k_lo, k_hi) (none when equal).  Rows at and after the number of accepted
+    steps are scratch."""
 
     y: jax.Array  # [L, n]
     t: jax.Array  # [L]
     h: jax.Array  # [L]
-    landed: jax.Array  # [L] int32
+    k_lo: jax.Array  # [L] int32
+    k_hi: jax.Array  # [L] int32
+    t_end: jax.Array  # [L]
 
 
 def _empty_tape(length: int, y0, cdt) -> Tape:
     if length < 1:
         raise ValueError("driver 'record' needs length >= 1 (max_steps)")
-    return Tape(jnp.zeros((length,) + y0.shape, y0.dtype), jnp.zeros(length, cdt), jnp.zeros(length, cdt),
-                jnp.full(length, -1, jnp.int32))
+    zeros, none = jnp.zeros(length, cdt), jnp.zeros(length, jnp.int32)
+    return Tape(jnp.zeros((length,) + y0.shape, y0.dtype), zeros, zeros, none, none, zeros)
 
 
-def _write_tape(tape: Tape, row, y, t, h, landed) -> Tape:
+def _write_tape(tape: Tape, row, y, t, h, k_lo, k_hi, t_end) -> Tape:
     row = jnp.minimum(row, tape.t.shape[0] - 1)
-    return Tape(lax.dynamic_update_index_in_dim(tape.y, y, row, 0), tape.t.at[row].set(t),
-                tape.h.at[row].set(h), tape.landed.at[row].set(landed.astype(jnp.int32)))
+    return Tape(lax.dynamic_update_index_in_dim(tape.y, y, row, 0), tape.t.at[row].set(t), tape.h.at[row].set(h),
+                tape.k_lo.at[row].set(k_lo.astype(jnp.int32)), tape.k_hi.at[row].set(k_hi.astype(jnp.int32)),
+                tape.t_end.at[row].set(t_end))
 
 
-def step_evaluations(tableau: Tableau) -> int:
-    """Evaluations of func to recompute one step in reverse mode: every stage, f(t, y) included."""
-    return len(tableau.c)
-
-
-def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape: Tape, n_steps, ct_ys, arg_leaves):
-    """Reverse mode through the recorded steps, last to first: a <- a + (output cotangent where
-    the step landed), then (a, dparams) <- vjp of y_{i+1} = step(y_i; t_i, h_i, params) at a.
+def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape: Tape, n_steps, ct_ys, arg_leaves,
+                      times):
+    """Reverse mode through the recorded steps, last to first.  A step's outputs are y_new (at
+    its end) or the interpolant alpha y + gamma y_new + h (sum_j beta_j k_j + delta f_new),
+    linear in (y, y_new, the stages, f_new): their cotangents are gathered into one cotangent
+    for each (``_output_cotangents``), then (a, dparams) <- vjp of the recomputed step.
 
     func's args are ``treedef.unflatten(arg_leaves)``; the leaves at the indices ``diff`` are
-    differentiated.  The step size is a constant (step-size control is not differentiated, as
-    in torch).  Returns (dL/dy0, [dL/d leaf for each index in diff]).
+    differentiated.  Step sizes are constants (step-size control is not differentiated, as in
+    torch).  Returns (dL/dy0, [dL/d leaf for each index in diff], the evaluations recomputed).
     """
     plan = stage_plan(cfg.tableau)
     dtype = ct_ys.dtype
     params = [arg_leaves[i] for i in diff]
+    times = jnp.asarray(times, tape.t.dtype)
 
-    def step(y, params, t, h):
+    def step(y, params, t, h, with_end_slope):
         full = list(arg_leaves)
         for i, leaf in zip(diff, params):
             full[i] = leaf
         args = treedef.unflatten(full)
-        f0 = f(t.astype(dtype), y, args)
-        return rk_step(f, plan, t, y, f0, h, args)[0]
+        y_new, ks = rk_step(f, plan, t, y, f(t.astype(dtype), y, args), h, args)
+        f_new = f((t + h).astype(dtype), y_new, args) if with_end_slope else jnp.zeros_like(y_new)
+        return y_new, jnp.stack(ks), f_new
 
     def body(c):
-        i, a, g = c
-        k = tape.landed[i]
-        a = a + jnp.where(k >= 0, ct_ys[jnp.maximum(k, 0)], jnp.zeros_like(a))
-        _, vjp = jax.vjp(lambda y, p: step(y, p, tape.t[i], tape.h[i]), tape.y[i], params)
-        da, dp = vjp(a)
-        return i - 1, da, jax.tree_util.tree_map(jnp.add, g, dp)
+        i, a, g, nfe = c
+        t, h = tape.t[i], tape.h[i]
+        ct_y, ct_new, ct_ks, ct_f = _output_cotangents(plan, tape, i, times, ct_ys, h)
+        a = a + ct_new
+
+        def pull(with_end_slope):
+            _, vjp = jax.vjp(lambda y, p: step(y, p, t, h, with_end_slope), tape.y[i], params)
+            return vjp((a, ct_ks, ct_f))
+
+        if plan.needs_end_slope:  # f(t + h, y_new) only where the step interpolated
+            slope = jnp.any(ct_f != 0)
+            da, dp = lax.cond(slope, lambda: pull(True), lambda: pull(False))
+            nfe = nfe + slope.astype(jnp.int32)
+        else:
+            da, dp = pull(False)
+        return i - 1, da + ct_y, jax.tree_util.tree_map(jnp.add, g, dp), nfe + len(plan.c)
 
     g0 = jax.tree_util.tree_map(jnp.zeros_like, params)
-    start = (jnp.asarray(n_steps, jnp.int32) - 1, jnp.zeros_like(ct_ys[0]), g0)
-    _, a, g = lax.while_loop(lambda c: c[0] >= 0, body, start)
-    return a + ct_ys[0], g
+    start = (jnp.asarray(n_steps, jnp.int32) - 1, jnp.zeros_like(ct_ys[0]), g0, jnp.asarray(0, jnp.int32))
+    _, a, g, nfe = lax.while_loop(lambda c: c[0] >= 0, body, start)
+    return a + ct_ys[0], g, nfe
+
+
+def _output_cotangents(plan: StagePlan, tape: Tape, i, times, ct_ys, h):
+    """The cotangents of step i's outputs gathered onto (y, y_new, the stages, f_new): an output
+    at the step's end goes to y_new, one inside through the interpolation weights."""
+    n = ct_ys.shape[1]
+    s = len(plan.c)
+    dtype = ct_ys.dtype
+
+    def add(m, acc):
+        ct_y, ct_new, ct_ks, ct_f = acc
+        ct = ct_ys[m]
+        end = times[m] == tape.t_end[i]
+        alpha, betas, gamma, delta = plan.interpolation_weights((times[m] - tape.t[i]) / h)
+        w = lambda x: jnp.where(end, 0.0, jnp.asarray(x)).astype(dtype)  # noqa: E731
+        betas = jnp.stack([w(b) for b in betas])
+        return (ct_y + w(alpha) * ct, ct_new + jnp.where(end, 1.0, w(gamma)).astype(dtype) * ct,
+                ct_ks + (h.astype(dtype) * betas)[:, None] * ct[None, :], ct_f + (h * w(delta)).astype(dtype) * ct)
+
+    zeros = jnp.zeros(n, dtype)
+    return lax.fori_loop(tape.k_lo[i], tape.k_hi[i], add, (zeros, zeros, jnp.zeros((s, n), dtype), zeros))
 
 
 def _ensure_fy(f, plan, c, args):
@@ -417,10 +491,13 @@ def _adaptive_attempt(f, plan: StagePlan, cfg: SolveConfig, times, direction, ar
     exponent = plan.exponent
     n_new = len(plan.c) - 1
 
+    step_to_outputs = opts["step_to_outputs"]
+
     def attempt(c: _Carry):
         t_next = times[c.k]
-        clipped = direction * (c.t + c.h - t_next) >= -1e-12 * jnp.abs(c.h)
-        h_try = jnp.where(clipped, t_next - c.t, c.h)
+        t_stop = t_next if step_to_outputs else times[-1]  # interpolated outputs clip nothing before the end
+        clipped = direction * (c.t + c.h - t_stop) >= -1e-12 * jnp.abs(c.h)
+        h_try = jnp.where(clipped, t_stop - c.t, c.h)
         underflow = jnp.abs(h_try) <= 4 * jnp.spacing(jnp.maximum(jnp.abs(c.t), jnp.asarray(1.0, cdt)))
         fy, nfe = _ensure_fy(f, plan, c, args)
         y_new, ks = rk_step(f, plan, c.t, c.y, fy, h_try, args)
@@ -435,15 +512,14 @@ def _adaptive_attempt(f, plan: StagePlan, cfg: SolveConfig, times, direction, ar
         h_prop = h_try * factor
         h_acc = jnp.where(~clipped | (jnp.abs(h_prop) > jnp.abs(c.h)), h_prop, c.h)
         h_rej = h_try * jnp.maximum(dfactor, grow)
-        t_new = jnp.where(accept, jnp.where(clipped, t_next, c.t + h_try), c.t)
-        landed = accept & (direction * (t_next - t_new) <= 0)
+        t_new = jnp.where(accept, jnp.where(clipped, t_stop, c.t + h_try), c.t)
         status = jnp.where(underflow, UNDERFLOW, jnp.where(finite, OK, NON_FINITE)).astype(jnp.int32)
         if plan.fsal:
             fy_out, fy_valid = jnp.where(accept, ks[-1], fy), jnp.asarray(True)
         else:
             fy_out, fy_valid = fy, ~accept
         c2 = _Carry(
-            k=c.k + landed.astype(jnp.int32),
+            k=c.k,  # _emit moves it past the outputs this step reached
             t=t_new.astype(cdt),
             y=jnp.where(accept, y_new, c.y),
             fy=fy_out,
@@ -458,7 +534,7 @@ def _adaptive_attempt(f, plan: StagePlan, cfg: SolveConfig, times, direction, ar
             status=status,
             info=jnp.where(status != OK, jnp.stack([c.t, t_next, jnp.abs(h_try)]), c.info).astype(cdt),
         )
-        return c2, landed, h_try
+        return c2, accept, h_try, ks
 
     return attempt
 
@@ -477,7 +553,7 @@ def _fixed_attempt(f, plan: StagePlan, step_size, times, args, cdt):
         bad = last & ~jnp.all(jnp.isfinite(lax.stop_gradient(y_new)))
         status = jnp.where(bad, NON_FINITE_FIXED, OK).astype(jnp.int32)
         c2 = _Carry(
-            k=c.k + last.astype(jnp.int32),
+            k=c.k,  # _emit writes the output at the interval's end and moves past it
             t=t_new.astype(cdt),
             y=y_new,
             fy=ks[-1] if plan.fsal else fy,
@@ -492,7 +568,7 @@ def _fixed_attempt(f, plan: StagePlan, step_size, times, args, cdt):
             status=status,
             info=jnp.where(bad, jnp.stack([t_new, t_next, jnp.abs(h)]), c.info).astype(cdt),
         )
-        return c2, last, h
+        return c2, jnp.asarray(True), h, ks
 
     return attempt
 

@@ -161,6 +161,7 @@ dopri5 = Tableau(
     order=5,
     b_err=(71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
     error_order=4,
+    dense_order=4,
     dense=(
         (1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432),
         (0.0, 0.0, 0.0, 0.0),
@@ -236,6 +237,19 @@ tsit5 = Tableau(
         -1 / 66,
     ),
     error_order=4,
+    # Tsitouras' continuous extension: b_j(theta) = r_j1 theta + r_j2 theta^2 + r_j3 theta^3 +
+    # r_j4 theta^4, fourth order (the values of OrdinaryDiffEq.jl's Tsit5 interpolant and
+    # diffrax's); b_j(1) = b_j and the order conditions are checked in tests/test_tableaus.py.
+    dense_order=4,
+    dense=(
+        (1.0, -2.763706197274826, 2.9132554618219126, -1.0530884977290216),
+        (0.0, 0.13169999999999998, -0.2234, 0.1017),
+        (0.0, 3.9302962368947516, -5.941033872131505, 2.490627285651253),
+        (0.0, -12.411077166933676, 30.33818863028232, -16.548102889244902),
+        (0.0, 37.50931341651104, -88.1789048947664, 47.37952196281928),
+        (0.0, -27.896526289197286, 65.09189467479366, -34.8706578614966),
+        (0.0, 1.5, -4.0, 2.5),
+    ),
     description="Tsitouras 5(4) pair: seven stages (six per step with FSAL), fifth-order "
     "solution, fourth-order error estimate; derived without the row simplifying assumptions, "
     "it has smaller error constants than Dormand-Prince 5(4) (Julia's Tsit5, diffrax's default).",

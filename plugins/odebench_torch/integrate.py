@@ -7,8 +7,9 @@ comes from :mod:`odebench.solve`, shared with the JAX loop.
 
 Step-size control is done in Python floats (one ``.item()`` per step): the controller is then
 never part of the autograd graph, and costs no tensor operations.  Outputs are obtained by
-stepping exactly onto every requested time (no interpolation), so every output carries the
-method's full order and the adjoint's segments start from exact forward values.
+interpolation between step ends (dense output: the tableau's continuous extension, or a cubic
+Hermite interpolant where it has none), so the number of output times costs no evaluations;
+``step_to_outputs=True`` steps exactly onto every output time instead.
 """
 
 from __future__ import annotations
@@ -175,43 +176,72 @@ def _integrate_fixed(f, plan: StagePlan, y0, times, options: dict, counts: StepC
 
 def _integrate_adaptive(f, plan: StagePlan, y0, times, rtol: float, atol: float, options: dict, norm,
                         counts: StepCounts) -> list[torch.Tensor]:
-    """Accept or reject each step by the embedded error estimate; land exactly on every output time."""
+    """Accept or reject each step by the embedded error estimate.  Values at the output times
+    between step ends are interpolated (``_emit``); only the last output time clips a step,
+    unless ``step_to_outputs`` makes every output time a step end."""
     out, t, y = [y0], float(times[0]), y0
     direction = 1.0 if times[-1] > times[0] else -1.0
     f_y = f(t, y)
-    max_steps, steps = options["max_steps"], 0
+    max_steps, steps, k = options["max_steps"], 0, 1
     if options["first_step"] is not None:
         h = direction * float(options["first_step"])
     else:
         h = direction * initial_step(f, t, y, f_y, direction, plan.tableau.error_order, rtol, atol, norm)
     rejected = False  # since the last accepted step
-    for t_next in times[1:]:
-        while direction * (t_next - t) > 0:
+    for t_stop in (times[1:] if options["step_to_outputs"] else times[-1:]):
+        while direction * (t_stop - t) > 0:
             if steps >= max_steps:
-                raise error_for(Status.MAX_STEPS, t, t_next, h, max_steps)
+                raise error_for(Status.MAX_STEPS, t, times[k], h, max_steps)
             steps += 1
-            clipped = direction * (t + h - t_next) >= -1e-12 * abs(h)
-            h_try = (t_next - t) if clipped else h
+            clipped = direction * (t + h - t_stop) >= -1e-12 * abs(h)
+            h_try = (t_stop - t) if clipped else h
             if abs(h_try) <= 4 * math.ulp(max(abs(t), 1.0)):
-                raise error_for(Status.UNDERFLOW, t, t_next, h_try)
+                raise error_for(Status.UNDERFLOW, t, times[k], h_try)
             if f_y is None:
                 f_y = f(t, y)
             y_new, ks = _step(f, plan, t, y, f_y, h_try)
             ratio = _error_ratio(plan, ks, y, y_new, h_try, rtol, atol, norm)
             if not math.isfinite(ratio):
-                raise error_for(Status.NON_FINITE, t, t_next, h_try)
+                raise error_for(Status.NON_FINITE, t, times[k], h_try)
             if ratio <= 1.0:
                 counts.accepted += 1
-                t = t_next if clipped else t + h_try
-                y = y_new
-                f_y = ks[-1] if plan.fsal else None
+                t_old, y_old, t = t, y, (t_stop if clipped else t + h_try)
+                y, f_y = y_new, (ks[-1] if plan.fsal else None)
+                k, f_y = _emit(out, f, plan, times, k, direction, t_old, y_old, ks, t, y, f_y)
             else:
                 counts.rejected += 1
             h, rejected = _next_step(plan, options, ratio, h_try, h, clipped, rejected)
             y_new = ks = None  # a rejected step's stages must not stay alive through the retry
-        out.append(y)
     counts.next_step = abs(h)
     return out
+
+
+def _emit(out: list, f, plan: StagePlan, times, k: int, direction: float, t0: float, y0, ks, t1: float, y1,
+          f_y) -> tuple:
+    """Append the values at the output times the step [t0, t1] reached: y1 at t1 itself, the
+    interpolant inside.  Returns the next output index and f(t1, y1) if it was evaluated (a
+    Hermite interpolant of a non-FSAL tableau needs it; the next step reuses it)."""
+    h = t1 - t0
+    while k < len(times) and direction * (times[k] - t1) <= 0:
+        if times[k] == t1:
+            out.append(y1)
+        else:
+            if plan.needs_end_slope and f_y is None:
+                f_y = f(t1, y1)
+            out.append(_interpolate(plan, (times[k] - t0) / h, y0, ks, y1, f_y, h))
+        k += 1
+    return k, f_y
+
+
+def _interpolate(plan: StagePlan, theta: float, y0, ks, y1, f1, h: float) -> torch.Tensor:
+    """y(t0 + theta h) from the step's ends and stages (odebench.solve.StagePlan's weights)."""
+    alpha, betas, gamma, delta = plan.interpolation_weights(theta)
+    out = y0 * alpha
+    if gamma != 0.0:
+        out = out.add_(y1, alpha=gamma)
+    if delta != 0.0:
+        out = out.add_(f1, alpha=delta * h)
+    return _combine(out, ks, betas, h)
 
 
 def _next_step(plan: StagePlan, options: dict, ratio: float, h_try: float, h: float, clipped: bool,
