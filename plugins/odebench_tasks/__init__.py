@@ -2,6 +2,7 @@
 
 ``cnf``: continuous normalizing flows on 2-D toy densities (FFJORD's setting).
 ``mnist``: the image classifier of Table 1, ODE-Net against the ResNet baseline.
+``latent-spiral``: the latent ODE on irregularly sampled spirals of Table 2, against an RNN.
 
 Registration imports no framework: each task names, per framework, a loader that imports the
 model file for that framework only when a cell of that framework runs.
@@ -16,6 +17,7 @@ def odebench_register_tasks(register):
     from .cnf.options import PAPER_OPTIONS as CNF_PAPER, CNFOptions
     from .mnist.options import PAPER_OPTIONS as MNIST_PAPER, MNISTOptions
     from .mnist.task import prepare as prepare_mnist
+    from .latent_spiral.options import PAPER_OPTIONS as SPIRAL_PAPER, LatentSpiralOptions
 
     register(TaskSpec(
         name="cnf",
@@ -39,4 +41,17 @@ def odebench_register_tasks(register):
         default_tol=1e-3,
         eval_tols=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5),
         prepare=prepare_mnist,
+    ))
+    register(TaskSpec(
+        name="latent-spiral",
+        description="latent ODE on irregularly sampled 2-D spirals (Chen et al. 2018 Table 2); metric: "
+                    "predictive RMSE beyond the observed window",
+        options=LatentSpiralOptions,
+        frameworks={"torch": lazy("odebench_tasks.latent_spiral.torch_model:TorchLatentSpiral"),
+                    "jax": lazy("odebench_tasks.latent_spiral.jax_model:JaxLatentSpiral")},
+        metric_name="predictive_rmse",
+        paper_options=SPIRAL_PAPER,
+        models=(ModelSpec("latent-ode", ode=True, description="RNN encoder -> q(z0), ODE in a 4-d latent space, decoder"),
+                ModelSpec("rnn", ode=False, description="an RNN taking the time gaps, predicting forward")),
+        default_tol=1e-3,
     ))
