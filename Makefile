@@ -28,6 +28,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/torch_vs_torchdiffeq.py
 	$(PY) benchmarks/torch_vs_torchdiffeq.py --problem odenet --tols 1e-3
+	$(PY) benchmarks/torch_vs_torchdiffeq.py --problem mlp100 --tols 1e-3,1e-5 --repeats 10
+	$(PY) benchmarks/torch_vs_torchdiffeq.py --problem latent --tols 1e-3,1e-5 --repeats 10
 	$(PY) benchmarks/jax_vs_diffrax.py
 
 clean:

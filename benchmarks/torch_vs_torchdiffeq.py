@@ -8,6 +8,11 @@ forward + loss + backward; dopri5, rtol = atol = tol):
 
     mlp:     dy/dt = net(y), net = Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2)
              (time-independent), batch 512, float32, t = [0, 1], loss = sum(y(1)**2).
+    mlp100:  the same with 100 output times on [0, 1] and loss = the mean of y(t)**2 over all
+             of them: both libraries interpolate between step ends (dense output).
+    latent:  one training iteration of the latent-spiral task's latent ODE (its fast default:
+             300 spirals, 30 irregular observations, the ODE solved at the window's 100 grid
+             times); loss = the negative ELBO.
     odenet:  one training iteration of the paper's MNIST ODE-Net (the mnist task's network,
              208,266 parameters, weights drawn in numpy), batch 128 of the offline digits,
              float32, the ODE block over t = [0, 1], loss = cross-entropy of the logits.  Only
@@ -138,7 +143,59 @@ class ODENetProblem:
         return torch.nn.functional.cross_entropy(logits, self.y), logits
 
 
-PROBLEMS = {p.name: p for p in (MLPProblem, ODENetProblem)}
+class MLP100Problem(MLPProblem):
+    """The MLP with 100 output times: interpolated in both libraries."""
+
+    name = "mlp100"
+    description = MLPProblem.description.replace("t = [0, 1]; loss = sum(y(1)^2)",
+                                                 "100 output times on [0, 1]; loss = mean of y(t)^2 over them")
+    output = "y(t)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.t = torch.linspace(0.0, 1.0, 100, dtype=DTYPE)
+
+    def loss(self, solve):
+        ys = solve(self.func, self.y0, self.t)
+        return ys.pow(2).mean(), ys
+
+
+class LatentProblem:
+    """One training iteration of the latent ODE on the latent-spiral task's fast default."""
+
+    name = "latent"
+    description = ("latent ODE of the latent-spiral task (1,679 parameters; 300 spirals, 30 irregular "
+                   "observations, solved at the window's 100 grid times); float32; loss = negative ELBO")
+    output = "decoded observations"
+
+    def __init__(self) -> None:
+        from odebench_tasks.latent_spiral import torch_nets as nets
+        from odebench_tasks.latent_spiral.options import LatentSpiralOptions
+        from odebench_tasks.latent_spiral.params import init_params
+        from odebench_tasks.latent_spiral.task import SpiralData
+
+        options = LatentSpiralOptions()
+        self.nets, self.sigma = nets, options.sigma
+        self.net = nets.build("latent-ode").to(DTYPE)
+        nets.load_params(self.net, init_params("latent-ode", SEED))
+        self.func = Counted(self.net.odefunc)
+        data = SpiralData(options, SEED)
+        batch = data.batch(0)
+        self.x, self.t, self.eps, self.mask = (torch.as_tensor(batch[k], dtype=DTYPE) for k in ("x", "t", "eps", "mask"))
+        self.idx = torch.as_tensor(batch["idx"])
+        self.times = torch.as_tensor(data.train_times, dtype=DTYPE)
+        self.params = list(self.net.parameters())
+
+    def loss(self, solve):
+        nets = self.nets
+        mean, logvar = nets.encode(self.net, self.x, self.t)
+        z = solve(self.func, mean + torch.exp(0.5 * logvar) * self.eps, self.times)
+        x_hat = nets.decode(self.net, z[self.idx, torch.arange(z.shape[1])[:, None]])
+        elbo = nets.gaussian_loglik(self.x, x_hat, self.sigma, self.mask) - nets.kl_to_standard_normal(mean, logvar)
+        return -elbo.mean(), x_hat
+
+
+PROBLEMS = {p.name: p for p in (MLPProblem, MLP100Problem, ODENetProblem, LatentProblem)}
 
 
 def machine_info() -> dict:
