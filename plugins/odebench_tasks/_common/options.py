@@ -10,8 +10,14 @@ import numbers
 
 
 def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return integer(name, value, 1)
+
+
+def integer(name: str, value: object, low: int) -> int:
+    """An int of at least ``low`` (bools and floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
 
 

@@ -27,11 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-
-def _integer(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
+from .._common.options import integer
 
 
 def _real(name: str, value: object, *, positive: bool = False, non_negative: bool = False) -> float:
@@ -62,7 +58,7 @@ class SpiralGrid:
 
     def __post_init__(self):
         for name, low in (("window", 2), ("n_extrap", 1), ("n_grid", 10)):
-            object.__setattr__(self, name, _integer(name, getattr(self, name), low))
+            object.__setattr__(self, name, integer(name, getattr(self, name), low))
         object.__setattr__(self, "noise", _real("noise", self.noise, non_negative=True))
         object.__setattr__(self, "a", _real("a", self.a))
         object.__setattr__(self, "b", _real("b", self.b, positive=True))
@@ -131,8 +127,8 @@ def sample_spirals(grid: SpiralGrid, n: int, n_obs: int, rng: np.random.Generato
     starts ``integers(n)``, offsets ``random((n, window))`` (argsort picks a uniform subset),
     noise ``standard_normal((n, n_obs, 2))``.
     """
-    n = _integer("n_spirals", n, 1)
-    n_obs = _integer("n_obs", n_obs, 2)
+    n = integer("n_spirals", n, 1)
+    n_obs = integer("n_obs", n_obs, 2)
     if n_obs > grid.window:
         raise ValueError(f"n_obs={n_obs} exceeds the window's {grid.window} grid points")
     clockwise = rng.random(n) < 0.5
@@ -150,9 +146,9 @@ def sample_spirals(grid: SpiralGrid, n: int, n_obs: int, rng: np.random.Generato
 def make_split(grid: SpiralGrid, n_train: int, n_test: int, n_obs: int, seed: int) -> tuple[Spirals, Spirals]:
     """Deterministic ``(train, test)``: one ``np.random.default_rng((seed, 4))`` draws all train
     spirals, then all test spirals, so the two are independent and a seed fixes both."""
-    n_train = _integer("n_train", n_train, 1)
-    n_test = _integer("n_test", n_test, 1)
-    seed = _integer("seed", seed, 0)
+    n_train = integer("n_train", n_train, 1)
+    n_test = integer("n_test", n_test, 1)
+    seed = integer("seed", seed, 0)
     rng = np.random.default_rng((seed, 4))
     return sample_spirals(grid, n_train, n_obs, rng), sample_spirals(grid, n_test, n_obs, rng)
 

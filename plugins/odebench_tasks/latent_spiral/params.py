@@ -27,23 +27,14 @@ drawn from ``np.random.default_rng((seed, 0))`` in the order of :func:`param_sha
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
+
+from .._common.options import positive_int
 
 MODELS = ("latent-ode", "rnn")
 DEFAULT_SIZES = {"obs_dim": 2, "latent_dim": 4, "rnn_hidden": 25, "ode_hidden": 20, "dec_hidden": 20}
 WEIGHT_STREAM = 0
-
-
-def _positive(name: str, value) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = 0
-    if number < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    return number
 
 
 def validate(model: str, **sizes) -> dict[str, int]:
@@ -53,7 +44,7 @@ def validate(model: str, **sizes) -> dict[str, int]:
     unknown = sorted(set(sizes) - set(DEFAULT_SIZES))
     if unknown:
         raise ValueError(f"unknown size(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_SIZES)}")
-    return {name: _positive(name, sizes.get(name, default)) for name, default in DEFAULT_SIZES.items()}
+    return {name: positive_int(name, sizes.get(name, default)) for name, default in DEFAULT_SIZES.items()}
 
 
 def _linear(name: str, n_in: int, n_out: int):

@@ -28,9 +28,10 @@ GroupNorm weights 1 and biases 0 (no draws).
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
+
+from .._common.options import positive_int
 
 MODELS = ("odenet", "resnet")
 N_CLASSES = 10
@@ -44,21 +45,11 @@ def norm_groups(channels: int) -> int:
     return min(32, channels)
 
 
-def _positive(name: str, value) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = 0
-    if number < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    return number
-
-
 def validate(model: str, width, n_blocks) -> tuple[int, int]:
     """(width, n_blocks) as ints, or a ValueError naming what is allowed."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {model!r}")
-    width, n_blocks = _positive("width", width), _positive("n_blocks", n_blocks)
+    width, n_blocks = positive_int("width", width), positive_int("n_blocks", n_blocks)
     if width % norm_groups(width):
         raise ValueError(f"width must be at most 32 or a multiple of 32 (GroupNorm groups); got {width}")
     return width, n_blocks
