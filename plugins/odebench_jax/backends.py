@@ -54,7 +54,8 @@ from .integrate import (
     make_config,
     numbers,
 )
-from .state import FlatFunc, check_function, is_tracer, make_state, reject_traced, times_of
+from .state import (FlatFunc, TwoArgs, check_function, hoist_closure, is_tracer, make_state, reject_traced,
+                    takes_two_arguments, times_of)
 
 BACKPROP_MAX_STEPS = 4096  # diffrax's default; jax-backprop's memory is proportional to it
 
@@ -73,7 +74,11 @@ class _Problem:
         self.layout, parts = make_state(y0)
         if not callable(func):
             raise InvalidInputError(f"func must be callable as func(t, y, args), got {type(func).__name__}")
+        if args is None and takes_two_arguments(func):
+            func = TwoArgs(func)
         check_function(func, self.layout, args)
+        func, args = hoist_closure(func, jnp.zeros((), parts[0].dtype), tuple(parts) if self.layout.is_tuple
+                                   else parts[0], args)
         self.y0_flat = self.layout.flatten(parts)
         if not is_tracer(self.y0_flat) and not bool(np.all(np.isfinite(np.asarray(self.y0_flat)))):
             raise NonFiniteStateError("non-finite value (nan/inf) in y0")

@@ -6,6 +6,7 @@ The checks and their messages are odebench.solve's, shared with torch.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -122,7 +123,53 @@ class FlatFunc:
         return hash((self.func, self.layout))
 
     def __eq__(self, other):
-        return isinstance(other, FlatFunc) and self.func is other.func and self.layout == other.layout
+        return isinstance(other, FlatFunc) and self.func == other.func and self.layout == other.layout
+
+
+@dataclass(frozen=True)
+class TwoArgs:
+    """func(t, y) called as func(t, y, args): the signature odebench accepts when args is None.
+    Equal to another wrapper of the same func, so repeated calls reuse the compiled program."""
+
+    func: Callable
+
+    def __call__(self, t, y, args):
+        return self.func(t, y)
+
+
+def takes_two_arguments(func: Callable) -> bool:
+    """Whether func's signature is (t, y): exactly two positional parameters, no *args."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):  # builtins and other callables without a signature
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == 2 and not any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def hoist_closure(func: Callable, t, y, args):
+    """(func, args) with the traced arrays func closes over moved into its args.
+
+    A custom_vjp must see every array it differentiates as an input: a dynamics that closes
+    over arrays traced by an outer ``jax.grad`` would leak them (UnexpectedTracerError).
+    ``jax.closure_convert`` finds them; the traced ones become a second part of args, so their
+    gradients are exactly those of arrays passed through args.  Concrete arrays stay constants,
+    and a function that closes over nothing traced is returned as it is.
+    """
+    converted, consts = jax.closure_convert(func, t, y, args)
+    traced = [i for i, c in enumerate(consts) if is_tracer(c)]
+    if not traced:
+        return func, args
+    fixed = [None if i in traced else c for i, c in enumerate(consts)]
+
+    def hoisted(t, y, packed):
+        user_args, values = packed
+        merged = list(fixed)
+        for i, value in zip(traced, values):
+            merged[i] = value
+        return converted(t, y, user_args, *merged)
+
+    return hoisted, (args, tuple(consts[i] for i in traced))
 
 
 def check_function(func: Callable, layout: Layout, args) -> None:
@@ -130,6 +177,12 @@ def check_function(func: Callable, layout: Layout, args) -> None:
     dtype = jnp.dtype(layout.dtype)
     t_spec = jax.ShapeDtypeStruct((), dtype)
     y_spec = tuple(jax.ShapeDtypeStruct(s, dtype) for s in layout.shapes)
-    out = jax.eval_shape(func, t_spec, y_spec if layout.is_tuple else y_spec[0], args)
+    try:
+        out = jax.eval_shape(func, t_spec, y_spec if layout.is_tuple else y_spec[0], args)
+    except TypeError as exc:
+        if "positional argument" not in str(exc):
+            raise
+        raise InvalidInputError(f"func must be callable as func(t, y, args), or func(t, y) when args is None; "
+                                f"calling it raised TypeError: {exc}") from None
     check_outputs(out, layout.shapes, dtype, layout.is_tuple, lambda o: hasattr(o, "shape") and hasattr(o, "dtype"),
                   kind="array")
