@@ -37,7 +37,10 @@ def _registry(plugins):
 @click.group(cls=_Group)
 @click.version_option(package_name="odebench")
 def main() -> None:
-    """odebench: measure how Neural ODE solvers and gradient methods trade accuracy, NFE, time and memory."""
+    """odebench: measure how Neural ODE solvers and gradient methods trade accuracy, NFE, time and memory.
+
+    run: a grid of cells into a result file; report: tables and plots of result files;
+    list: what the plugins registered; check: the conformance kit against one backend."""
 
 
 @main.command("list")
@@ -270,3 +273,26 @@ def report_cmd(files, plot_path, csv_path):
         click.echo(f"table: {csv_path}")
     if plot_path:
         click.echo(f"plot: {work_precision_plot(frame, plot_path)}")
+
+
+@main.command("check")
+@click.argument("backend")
+@click.option("--solver", default=None, help="Solvers to check, comma separated.  [default: dopri5,tsit5,bosh3,rk4 "
+                                             "where the backend runs them]")
+@plugin_option
+def check_cmd(backend, solver, plugins):
+    """Run the conformance kit against BACKEND: one line per check with the figure that decided
+    it; exit 0 when every check passes, 1 when any fails."""
+    from .testing import check_backend
+
+    reg = _registry(plugins)
+    reg.get("backend", backend)  # an unknown name is a one-line error, exit 2
+    solvers = _split(solver, "--solver")
+    for name in solvers:
+        reg.get("solver", name)
+    results = check_backend(backend, registry=reg, solvers=solvers or None)
+    for result in results:
+        click.echo(result.line())
+    counts = {status: sum(r.status == status for r in results) for status in ("pass", "fail", "skip")}
+    click.echo(f"\n{backend}: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped")
+    sys.exit(1 if counts["fail"] else 0)

@@ -235,54 +235,6 @@ def backend(request):
     return REG.backend(request.param)
 
 
-def test_unknown_solver_lists_known(backend):
-    with pytest.raises(UnknownNameError) as exc:
-        backend.odeint(_a1, jnp.ones(2), T01, solver="rk45")
-    msg = str(exc.value)
-    assert "unknown solver 'rk45'" in msg and "dopri5" in msg and "tsit5" in msg
-
-
-@pytest.mark.parametrize("key,value", [("rtol", 0.0), ("rtol", -1e-3), ("atol", float("nan")),
-                                       ("atol", float("inf")), ("rtol", "abc")])
-def test_bad_tolerance(backend, key, value):
-    kwargs = {"rtol": 1e-3, "atol": 1e-3, key: value}
-    with pytest.raises(InvalidInputError, match=f"{key} must be a positive finite number"):
-        backend.odeint(_a1, jnp.ones(2), T01, **kwargs)
-
-
-@pytest.mark.parametrize("t", [[0.0, 1.0, 1.0], [0.0, 2.0, 1.0], [1.0, 0.0, 0.5], [0.0, float("nan")]])
-def test_times_not_strictly_monotonic(backend, t):
-    with pytest.raises(InvalidInputError, match="t must"):
-        backend.odeint(_a1, jnp.ones(2), jnp.asarray(t))
-
-
-def test_wrong_output_shape_and_dtype(backend):
-    with pytest.raises(InvalidInputError, match=r"shape \(3,\).*expected y0's shape \(2,\)"):
-        backend.odeint(lambda t, y, a: jnp.zeros(3), jnp.ones(2), T01)
-    with pytest.raises(InvalidInputError, match="dtype float32.*float64"):
-        backend.odeint(lambda t, y, a: -y.astype(jnp.float32), jnp.ones(2), T01)
-    with pytest.raises(InvalidInputError, match="returned 1 arrays, y0 has 2"):
-        backend.odeint(lambda t, s, a: (s[0],), (jnp.ones(2), jnp.ones(1)), T01)
-    with pytest.raises(InvalidInputError, match="floating dtype"):
-        backend.odeint(_a1, jnp.ones(2, jnp.int32), T01)
-
-
-def test_unknown_and_bad_options(backend):
-    with pytest.raises(InvalidInputError, match="unknown option.*step_szie.*allowed"):
-        backend.odeint(_a1, jnp.ones(2), T01, solver="rk4", options={"step_szie": 0.1})
-    with pytest.raises(InvalidInputError, match="needs options=.*step_size"):
-        backend.odeint(_a1, jnp.ones(2), T01, solver="rk4")
-    with pytest.raises(InvalidInputError, match="max_steps must be a positive integer"):
-        backend.odeint(_a1, jnp.ones(2), T01, options={"max_steps": 0})
-    with pytest.raises(ValueError):  # InvalidInputError is a ValueError
-        backend.odeint(_a1, jnp.ones(2), T01, rtol=-1.0)
-
-
-def test_nan_in_initial_state(backend):
-    with pytest.raises(NonFiniteStateError, match="y0"):
-        backend.odeint(_a1, jnp.asarray([1.0, float("nan")]), T01)
-
-
 def _oscillating(t, y, args):
     return jnp.cos(20 * t) * y
 

@@ -130,6 +130,13 @@ class JaxRuntime:
             jax.block_until_ready(value)
         jax.effects_barrier()
 
+    @staticmethod
+    def conformance(registry):
+        """The conformance kit's adapter for JAX backends (odebench.testing)."""
+        from .conformance import JaxConformance
+
+        return JaxConformance(registry)
+
     def trainer(self, problem, odeint: Optional[BoundOdeint], device: str) -> "JaxTrainer":
         return JaxTrainer(self, problem, odeint, device)
 

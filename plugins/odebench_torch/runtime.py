@@ -68,6 +68,13 @@ class TorchRuntime:
         if device.startswith("cuda"):
             torch.cuda.synchronize(torch.device(device))
 
+    @staticmethod
+    def conformance(registry):
+        """The conformance kit's adapter for torch backends (odebench.testing)."""
+        from .conformance import TorchConformance
+
+        return TorchConformance(registry)
+
     def trainer(self, problem, odeint: Optional[BoundOdeint], device: str) -> "TorchTrainer":
         return TorchTrainer(self, problem, odeint, device)
 
