@@ -62,6 +62,9 @@ def list_cmd(plugins, as_json: bool) -> None:
             elif kind == "backend":
                 row["detail"] = spec.description
                 row["available"] = reg.available(name)
+                row["extra"] = spec.extra or spec.framework
+                if spec.solvers is not None:
+                    row["solvers"] = list(spec.solvers)
             elif kind == "task":
                 row["models"] = [{"name": m.name, "ode": m.ode, "description": m.description} for m in spec.model_specs]
                 models = ", ".join(m.name + ("" if m.ode else " (no ODE)") for m in spec.model_specs)
@@ -77,7 +80,7 @@ def list_cmd(plugins, as_json: bool) -> None:
         items = [r for r in rows if r["kind"] == kind]
         click.echo(f"{kind}s ({len(items)}):")
         for r in items:
-            flag = "" if r.get("available", True) else "  [not installed]"
+            flag = "" if r.get("available", True) else f"  [not installed: pip install 'odebench[{r.get('extra')}]']"
             click.echo(f"  {r['name']:<24} {r['plugin']} {r['version']:<8} {r['detail']}{flag}")
     for name, text in reg.load_errors:
         click.echo(f"plugin {name!r} failed to load: {text}", err=True)

@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .errors import InvalidInputError
+from .errors import InvalidInputError, MissingDependencyError
 from .plugins import Registry
 from .solve import check_tolerance, parse_bool, resolve_options
 from .specs import ModelSpec, TaskSpec
@@ -155,10 +155,18 @@ def _check_grid(config: RunConfig, registry: Registry) -> None:
         raise InvalidInputError("the grid is empty: give at least one task, backend, solver, tolerance and seed")
     if config.tolerances is not None and not config.tolerances:
         raise InvalidInputError("the grid is empty: give at least one tolerance")
-    for name in config.backends:
-        registry.get("backend", name)
     for name in config.solvers:
         registry.get("solver", name)
+    for name in config.backends:
+        spec = registry.get("backend", name).spec
+        missing = registry.missing(name)
+        if missing:
+            raise MissingDependencyError(f"backend {name!r} needs {', '.join(missing)}, which is not installed "
+                                         f"(install it with pip install 'odebench[{spec.extra or spec.framework}]')")
+        lacking = [s for s in config.solvers if spec.solvers is not None and s not in spec.solvers]
+        if lacking:
+            raise InvalidInputError(f"backend {name!r} does not run solver(s) {', '.join(lacking)}; "
+                                    f"it runs: {', '.join(spec.solvers)}")
     if config.steps is not None and config.steps < 1:
         raise InvalidInputError(f"--steps must be at least 1, got {config.steps}")
     if config.batch_size is not None and config.batch_size < 1:

@@ -31,7 +31,7 @@ from .errors import OdebenchError
 from .grid import Cell, RunConfig, build_task_options, eval_tolerances, plan  # noqa: F401  (re-exported)
 from .plugins import Registry
 from .protocols import BoundOdeint
-from .results import ResultStore, new_run_id, now_iso, provenance, to_json
+from .results import ResultStore, library_versions, new_run_id, now_iso, provenance, to_json
 from .solve.setup import DEFAULT_ATOL, DEFAULT_RTOL
 from .specs import SolveStats, TaskSpec
 
@@ -104,6 +104,13 @@ def _train_and_evaluate(cell: Cell, config: RunConfig, registry: Registry, spec:
     trainer = runtime.trainer(problem, odeint, device)
     row["n_params"] = trainer.n_params()
     history = _train(trainer, stats if cell.ode else None, row["steps"] or 1, row, progress)
+    if cell.ode:  # steps a library does not expose are unknown, not zero
+        backend_spec = registry.get("backend", cell.backend).spec
+        row["backend_library_versions"] = library_versions(backend_spec.requires)
+        counted = backend_spec.steps_counted
+        for phase, suffix in (("forward", ""), ("backward", "_backward")):
+            if phase not in counted:
+                row.update(dict.fromkeys((f"steps_accepted{suffix}", f"steps_rejected{suffix}")))
     if row["status"] != "diverged":
         _evaluate(cell, config, spec, problem, trainer, odeint, row, history)
     row.update({k: v for k, v in problem.extras().items() if k not in row})

@@ -23,7 +23,7 @@ from .errors import DuplicateNameError, MissingDependencyError, PluginLoadError,
 from .specs import BackendSpec, RuntimeSpec, SolverSpec, TaskSpec, Tableau
 
 ENTRY_POINT_GROUP = "odebench"
-BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch", "odebench_jax", "odebench_tasks")
+BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch", "odebench_jax", "odebench_tasks", "odebench_peers")
 PLUGINS_ENV = "ODEBENCH_PLUGINS"
 DISABLE_ENV = "ODEBENCH_DISABLE_PLUGINS"
 KINDS = ("solver", "backend", "task", "runtime")
@@ -144,8 +144,11 @@ class Registry:
 
     def available(self, name: str, kind: str = "backend") -> bool:
         """Whether the modules a backend (or runtime) requires can be found, without importing them."""
-        spec = self.get(kind, name).spec
-        return all(_importable(m) for m in spec.requires)
+        return not self.missing(name, kind)
+
+    def missing(self, name: str, kind: str = "backend") -> list:
+        """The modules a backend (or runtime) requires that cannot be found."""
+        return [m for m in self.get(kind, name).spec.requires if not _importable(m)]
 
     def backend(self, name: str):
         """The backend object (framework code) for ``name``, loaded once per registry."""
@@ -162,8 +165,9 @@ class Registry:
             try:
                 loaded = spec.load()
             except ImportError as exc:
+                extra = getattr(spec, "extra", "") or spec.framework
                 raise MissingDependencyError(
-                    f"{kind} {name!r} cannot be loaded: {exc} (install it with pip install 'odebench[{spec.framework}]')"
+                    f"{kind} {name!r} cannot be loaded: {exc} (install it with pip install 'odebench[{extra}]')"
                 ) from exc
             if hasattr(loaded, "bind"):
                 loaded.bind(self)

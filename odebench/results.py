@@ -47,6 +47,12 @@ def _version(dist: str) -> Optional[str]:
         return None
 
 
+def library_versions(modules) -> str:
+    """json {module: installed version} for the libraries a backend runs on (its ``requires``),
+    so a row says which torchdiffeq or diffrax produced it."""
+    return to_json({m: _version(m) for m in modules})
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -28,11 +28,16 @@ class SolverSpec:
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """A gradient method in one framework, named ``<framework>-<method>``.
+    """A gradient method in one framework, named ``<framework>-<method>`` (a peer library's
+    ``<library>-<method>``).
 
     ``load()`` returns the backend object (it may import the framework).  ``requires`` names
-    the import that must succeed for it to work, so a missing framework gives a clear error
-    instead of a traceback.
+    the imports that must succeed for it to work, so a missing framework gives a clear error
+    instead of a traceback; ``extra`` is the pip extra that installs them (default: the
+    framework's).  ``solvers``: the odebench solvers it runs (None: every tableau), checked
+    when a grid is planned.  ``steps_counted``: the passes ("forward", "backward") whose accepted
+    and rejected steps it reports (a peer library may not expose them; its rows then leave
+    those columns empty).
     """
 
     name: str
@@ -41,6 +46,9 @@ class BackendSpec:
     load: Callable[[], Any]
     description: str = ""
     requires: tuple = ()
+    extra: str = ""
+    solvers: Optional[tuple] = None
+    steps_counted: tuple = ("forward", "backward")
 
 
 def lazy(target: str) -> Callable[..., Any]:

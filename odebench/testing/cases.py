@@ -90,5 +90,5 @@ BAD_INPUTS = (
     ("max_steps = 0", InvalidInputError, ("max_steps must be a positive integer",)),
     ("nan in y0", NonFiniteStateError, ("non-finite value (nan/inf) in y0",)),
     ("nan appearing in the state", NonFiniteStateError, ("non-finite value", "t=")),
-    ("max_steps reached", MaxStepsError, ("max_steps=20 reached at t=", "before t=10")),
+    ("max_steps reached", MaxStepsError, ("max_steps=20", "before t=10")),
 )

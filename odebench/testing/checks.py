@@ -9,11 +9,11 @@ and counts evaluations independently in the dynamics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
-from .cases import BAD_INPUTS, PROBLEMS, GradCase, grad_case
+from .cases import BAD_INPUTS, PROBLEMS, grad_case
 
 ACCURACY_TOL, ACCURACY_BOUND = 1e-6, 20.0  # error <= 20 x (atol + rtol max|y|), 11 output times
 FIXED_STEP, FIXED_BOUND = 0.01, 1e-7  # rk4 with step 0.01: the error of the method, h^4 scale
@@ -41,7 +41,8 @@ def _guarded(name: str, check: Callable[[], list]) -> list:
     try:
         return check()
     except Exception as exc:  # the contract is what is being tested: report, don't crash
-        return [CheckResult(name, "fail", f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")]
+        first = (str(exc).splitlines() or [""])[0]
+        return [CheckResult(name, "fail", f"raised {type(exc).__name__}: {first[:160]}")]
 
 
 def _rel(a: dict, b: dict) -> float:

@@ -317,6 +317,17 @@ class JaxTrainer:
         self._compiled[key] = programs
         return programs, compile_s
 
+    def _split_counts(self, before: int) -> None:
+        """A backend that counts every evaluation of a program as forward (a peer library, whose
+        backward pass odebench cannot see): this step's backward = value_and_grad's count - the
+        forward-only run's; ``before``: the forward count before this step's value_and_grad."""
+        backend = getattr(self.odeint, "backend", None)
+        if backend is None or getattr(backend, "separate_counts", True) or self.timing_stats is None:
+            return
+        stats, forward = self.odeint.stats, self.timing_stats.nfe_forward
+        stats.nfe_backward += stats.nfe_forward - before - forward
+        stats.nfe_forward = before + forward
+
     def _memory(self) -> Optional[int]:
         if self.gpu:
             stats = self.jax_device.memory_stats() or {}
@@ -331,6 +342,7 @@ class JaxTrainer:
         block(self.params)
         if self.timing_stats is not None:
             self.timing_stats.reset()
+        before = self.odeint.stats.nfe_forward if self.odeint is not None else 0  # earlier counts have all arrived
 
         t0 = time.perf_counter()
         block(loss_c(self.params, batch))
@@ -338,6 +350,7 @@ class JaxTrainer:
         value, grads = block(grad_c(self.params, batch))
         t2 = time.perf_counter()
         jax.effects_barrier()  # every count callback has reached the SolveStats
+        self._split_counts(before)
 
         self.params, self.opt_state = update_c(grads, self.opt_state, self.params)
         self.problem.model = self.params

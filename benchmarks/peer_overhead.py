@@ -1,0 +1,181 @@
+"""What odebench adds to a peer library: one CNF training step through the harness's trainer
+and a peer backend, against the same step calling the library directly (not a test).
+
+    python benchmarks/peer_overhead.py [--peers torchdiffeq-adjoint,...] [--tol 1e-5]
+                                       [--repeats 30] [--warmup 3]
+
+Both sides build the cnf task's fast-default problem (8gaussians, batch 256, 64x3 concatsquash,
+exact trace, float32, seed 0) and take the same Adam steps, so they solve the same ODEs: the
+losses are checked equal step by step to 1e-3 relative (not bit for bit: the harness's y0
+requires grad, for the marker that closes its backward count, which changes float32 rounding
+in the 6th digit), i.e. the same work was timed.
+
+    harness: the task's trainer (odebench's TorchTrainer / JaxTrainer), odeint = the peer
+             backend bound as in a grid cell; time = the row's time_forward_s + time_backward_s
+             (JAX: the jitted value_and_grad program; the trainer's extra forward-only run,
+             which it times apart to split forward from backward, is not counted).
+    direct:  zero_grad, the loss with the library called as a user would (torchdiffeq.odeint /
+             odeint_adjoint on the task's nn.Module; diffrax.diffeqsolve with the same
+             controller inside one jitted value_and_grad), backward; the same clocks.
+
+Steps alternate which side goes first; medians over --repeats after --warmup.  Goal: the
+harness's median within 2 % of the direct call's (ratio <= 1.02).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.torch_vs_torchdiffeq import machine_info
+from odebench.plugins import make_registry
+from odebench.protocols import BoundOdeint
+from odebench.solve.options import ADAPTIVE_DEFAULTS
+from odebench.specs import SolveStats
+
+GOAL = 1.02
+PEERS = ("torchdiffeq-adjoint", "torchdiffeq-backprop", "diffrax-backsolve", "diffrax-recursive-checkpoint")
+
+
+def build(reg, framework: str):
+    from odebench.grid import build_task_options
+
+    spec = reg.get("task", "cnf").spec
+    options = build_task_options(spec, {})
+    reg.runtime(framework).seed(0)
+    return spec.build(framework, options, model=spec.default_model.name, seed=0,
+                      device="cpu", dtype="float32")
+
+
+def torch_direct(peer: str, tol: float):
+    import torchdiffeq
+
+    o = ADAPTIVE_DEFAULTS
+    kwargs = dict(method="dopri5", rtol=tol, atol=tol, options=dict(safety=o["safety"], ifactor=o["ifactor"],
+                                                                   dfactor=o["dfactor"], max_num_steps=o["max_steps"]))
+    solve = torchdiffeq.odeint_adjoint if peer.endswith("adjoint") else torchdiffeq.odeint
+    return lambda func, y0, t: solve(func, y0, t, **kwargs)
+
+
+class TorchDirect:
+    """The CNF step written against the library: zero_grad, loss, backward, Adam."""
+
+    def __init__(self, problem, solve) -> None:
+        import torch
+
+        self.problem, self.solve = problem, solve
+        self.optimizer = torch.optim.Adam(problem.model.parameters(), **problem.optimizer[1])
+
+    def step(self, iteration: int):
+        batch = self.problem.batch(iteration)
+        self.optimizer.zero_grad(set_to_none=True)
+        t0 = time.perf_counter()
+        loss = self.problem.loss(batch, self.solve)
+        loss.backward()
+        elapsed = time.perf_counter() - t0
+        self.optimizer.step()
+        return float(loss.detach()), elapsed
+
+
+class JaxDirect:
+    """The CNF step written against diffrax: one jitted value_and_grad, then optax's Adam."""
+
+    def __init__(self, problem, peer: str, tol: float) -> None:
+        import diffrax
+        import jax
+        import optax
+        from odebench_jax.runtime import make_optimizer
+
+        o = ADAPTIVE_DEFAULTS
+        adjoint = diffrax.BacksolveAdjoint() if peer.endswith("backsolve") else diffrax.RecursiveCheckpointAdjoint()
+
+        def solve(func, y0, t, args=None):
+            controller = diffrax.PIDController(rtol=tol, atol=tol, safety=o["safety"], factormin=o["dfactor"],
+                                               factormax=o["ifactor"])
+            sol = diffrax.diffeqsolve(diffrax.ODETerm(func), diffrax.Dopri5(), t[0], t[-1], None, y0, args,
+                                      saveat=diffrax.SaveAt(ts=t), stepsize_controller=controller, adjoint=adjoint,
+                                      max_steps=o["max_steps"])
+            return sol.ys
+
+        self.problem, self.params = problem, problem.model
+        self.optimizer = make_optimizer(*problem.optimizer)
+        self.opt_state = self.optimizer.init(self.params)
+        self.grad = jax.jit(jax.value_and_grad(lambda p, b: problem.loss_fn(p, b, solve)))
+        self.update = jax.jit(lambda g, s, p: self._update(g, s, p))
+        self.optax = optax
+
+    def _update(self, grads, state, params):
+        updates, state = self.optimizer.update(grads, state, params)
+        return self.optax.apply_updates(params, updates), state
+
+    def step(self, iteration: int):
+        import jax
+
+        batch = self.problem.batch(iteration)
+        t0 = time.perf_counter()
+        value, grads = jax.block_until_ready(self.grad(self.params, batch))
+        elapsed = time.perf_counter() - t0
+        self.params, self.opt_state = self.update(grads, self.opt_state, self.params)
+        return float(value), elapsed
+
+
+def sides(reg, peer: str, tol: float):
+    framework = reg.get("backend", peer).spec.framework
+    odeint = BoundOdeint(reg.backend(peer), "dopri5", tol, tol, None, SolveStats())
+    harness = reg.runtime(framework).trainer(build(reg, framework), odeint, "cpu")
+    direct_problem = build(reg, framework)
+    if framework == "torch":
+        direct = TorchDirect(direct_problem, torch_direct(peer, tol))
+    else:
+        direct = JaxDirect(direct_problem, peer, tol)
+    return harness, direct
+
+
+def run_cell(reg, peer: str, tol: float, repeats: int, warmup: int) -> dict:
+    harness, direct = sides(reg, peer, tol)
+    times = {"harness": [], "direct": []}
+    for i in range(warmup + repeats):
+        order = ("harness", "direct") if i % 2 == 0 else ("direct", "harness")
+        losses = {}
+        for side in order:
+            if side == "harness":
+                result = harness.step(i)
+                losses[side], elapsed = result.loss, result.time_forward_s + result.time_backward_s
+            else:
+                losses[side], elapsed = direct.step(i)
+            if i >= warmup:
+                times[side].append(elapsed)
+        if not np.isclose(losses["harness"], losses["direct"], rtol=1e-3, atol=1e-6):
+            raise SystemExit(f"{peer}: step {i} losses differ ({losses}): the two sides did not do the same work")
+    h, d = statistics.median(times["harness"]), statistics.median(times["direct"])
+    nfe = harness.odeint.stats
+    return {"peer": peer, "tol": tol, "harness ms": 1e3 * h, "direct ms": 1e3 * d, "ratio": h / d,
+            "nfe forward/step": nfe.nfe_forward / (warmup + repeats), "nfe backward/step": nfe.nfe_backward / (warmup + repeats)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args(argv)
+    reg = make_registry()
+    rows = []
+    for peer in [p.strip() for p in args.peers.split(",") if p.strip()]:
+        rows.append(run_cell(reg, peer, args.tol, args.repeats, args.warmup))
+        print(rows[-1], flush=True)
+    print("\n" + "\n".join(f"- {k}: {v}" for k, v in machine_info().items()) + "\n")
+    print("| peer | tol | harness ms | direct ms | harness / direct | NFE fwd / bwd per step |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['peer']} | {r['tol']:.0e} | {r['harness ms']:.1f} | {r['direct ms']:.1f} | {r['ratio']:.3f} | "
+              f"{r['nfe forward/step']:.0f} / {r['nfe backward/step']:.0f} |")
+    return 0 if all(r["ratio"] <= GOAL for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
