@@ -11,7 +11,6 @@ pytest.importorskip("optax")
 torch = pytest.importorskip("torch")
 
 from odebench.cli import main  # noqa: E402
-from odebench.plugins import make_registry  # noqa: E402
 
 BACKENDS = ("torch-adjoint", "jax-adjoint", "jax-backprop")
 

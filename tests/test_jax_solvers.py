@@ -23,11 +23,11 @@ import pytest
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
-from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError, OdebenchError, UnknownNameError  # noqa: E402
+from odebench.errors import MaxStepsError, NonFiniteStateError, OdebenchError  # noqa: E402
 from odebench.plugins import make_registry  # noqa: E402
 from odebench.specs import SolveStats, Tableau  # noqa: E402
 
-from .problems import A1, A2, A3, B4, D1, D3  # noqa: E402
+from .problems import A1, A3, B4, D3  # noqa: E402
 
 BACKENDS = ("jax-backprop", "jax-adjoint", "jax-adjoint-seminorm")
 REG = make_registry()

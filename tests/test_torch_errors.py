@@ -10,13 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import odebench  # noqa: E402
-from odebench.errors import (  # noqa: E402
-    InvalidInputError,
-    MaxStepsError,
-    NonFiniteStateError,
-    OdebenchError,
-    UnknownNameError,
-)
+from odebench.errors import NonFiniteStateError, OdebenchError  # noqa: E402
 
 BACKENDS = ("torch-backprop", "torch-adjoint", "torch-adjoint-seminorm")
 T = torch.tensor([0.0, 1.0])

@@ -109,7 +109,9 @@ class DivergenceODE(nn.Module):
         z = state[0]
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
-            if not z.requires_grad:
+            # without grad mode, z may still require grad (a view of a y0 that does, made under
+            # no_grad) yet have no graph: the trace would silently be 0.  Take a fresh leaf.
+            if not create_graph or not z.requires_grad:
                 z = z.detach().requires_grad_(True)
             dz = self.velocity(t, z)
             if self.trace == "exact":
