@@ -110,7 +110,7 @@ def test_training_reduces_loss_and_counts_one_forward_one_backward():
     assert all(np.isfinite(losses))
     # batch 0 again, at the trained parameters, through the cell's compiled forward program
     batch = problem.batch(0)
-    (forward, _, _), compile_s = trainer._programs(batch)
+    programs, compile_s = trainer._programs(batch)
     assert compile_s is None  # compiled once per cell
-    after = float(forward(problem.model, batch))
+    after = float(programs.loss(problem.model, batch))
     assert after < losses[0] - 0.1, (losses, after)

@@ -3,6 +3,7 @@ passing every check but the deviations found and documented in the README; the g
 what a peer cannot run before anything runs; rows from a peer carry odebench's counters."""
 
 import json
+import re
 from importlib import metadata
 
 import pandas as pd
@@ -176,3 +177,48 @@ def test_jax_peer_rows_split_forward_and_backward_evaluations(tmp_path):
         assert 6 * steps <= row["nfe_forward"] <= 6 * steps + 3, row[["nfe_forward", "steps_accepted"]]
         assert row["nfe_backward"] >= 6
     assert pd.isna(peer["steps_accepted_backward"])  # backsolve's backward steps are not exposed
+
+
+def test_jax_peer_timed_programs_carry_no_counting_callbacks():
+    """A host callback per evaluation costs time inside the program, so the trainer times a
+    JAX peer's programs without them and counts in an untimed rerun: the timed programs hold
+    no callback, the counting ones do, and the counts are the counting run's."""
+    pytest.importorskip("diffrax")
+    from odebench.protocols import BoundOdeint
+    from odebench.specs import SolveStats
+
+    reg = make_registry()
+    spec = reg.get("task", "cnf").spec
+    from odebench.grid import build_task_options
+
+    problem = spec.build("jax", build_task_options(spec, {"batch_size": "32", "hidden": "8"}),
+                         model=spec.default_model.name, seed=0, device="cpu", dtype="float32")
+    stats = SolveStats()
+    trainer = reg.runtime("jax").trainer(problem, BoundOdeint(reg.backend("diffrax-backsolve"), "dopri5", 1e-5,
+                                                               1e-5, None, stats), "cpu")
+    trainer.step(0)
+    programs, _ = trainer._programs(problem.batch(0))
+    texts = {name: getattr(programs, name).as_text() for name in ("loss", "grad", "count_loss", "count_grad")}
+    callbacks = {name: len(re.findall(r'custom_call_target="[a-z_]*callback"', text)) for name, text in texts.items()}
+    assert callbacks["loss"] == callbacks["grad"] == 0 and min(callbacks["count_loss"], callbacks["count_grad"]) > 0
+    steps = stats.steps_accepted + stats.steps_rejected
+    assert steps > 0 and 6 * steps <= stats.nfe_forward <= 6 * steps + 3 and stats.nfe_backward >= 6
+
+
+@pytest.mark.parametrize("task, small", [
+    ("mnist", ["--opt", "width=8", "--opt", "n_blocks=2", "--opt", "batch_size=32"]),
+    ("latent-spiral", ["--opt", "n_train=40", "--opt", "n_test=20", "--opt", "batch_size=20", "--opt", "window=40",
+                       "--opt", "n_extrap=30", "--opt", "n_obs=12"]),
+])
+def test_peers_run_the_other_tasks_in_one_table(tmp_path, task, small):
+    """MNIST and the latent spirals run through a torch and a JAX peer beside odebench's own
+    backend, in one run and one result file, with counted NFE."""
+    pytest.importorskip("torchdiffeq")
+    pytest.importorskip("diffrax")
+    backends = "torch-adjoint,torchdiffeq-adjoint,diffrax-backsolve"
+    result = run(["run", "--task", task, "--backend", backends, "--steps", "2", "--tol", "1e-3", "--eval-tol", "none", *small,
+                  "--out", str(tmp_path), "--run-id", "peers", "--quiet"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "peers.parquet").set_index("backend")
+    assert set(frame.index) == set(backends.split(",")) and set(frame["status"]) == {"ok"}
+    assert (frame["nfe_forward"] > 0).all() and (frame["nfe_backward"] > 0).all()
