@@ -40,6 +40,7 @@ def main() -> None:
     """odebench: measure how Neural ODE solvers and gradient methods trade accuracy, NFE, time and memory.
 
     run: a grid of cells into a result file; report: tables and plots of result files;
+    compare: two result files as ratios, exit 1 on a regression;
     list: what the plugins registered; check: the conformance kit against one backend."""
 
 
@@ -163,7 +164,7 @@ def _task_options(pairs) -> dict:
 @click.option("--solver-opt", "solver_opts", multiple=True, metavar="KEY=VALUE",
               help="Solver option (repeatable), e.g. step_size=0.05 or max_steps=2000.")
 @click.option("--run-id", default=None, help="Name of the run (default: run-<date>-<time>-<pid>).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress output (bars on a terminal, lines elsewhere).")
 @plugin_option
 def run_cmd(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batch_size, seed, device, dtype, out_dir, csv, opts,
             solver_opts, run_id, quiet, plugins):
@@ -216,15 +217,39 @@ def _check_devices(reg, config) -> None:
             reg.runtime(reg.get("backend", name).spec.framework).resolve_device(config.device)
 
 
+PROGRESS_MODES = ("bars", "lines", "none")
+
+
+def _progress_mode(quiet: bool) -> str:
+    """--quiet: none; else ODEBENCH_PROGRESS if set; else bars on a terminal and plain lines
+    otherwise (escape-coded bars turn CI logs and ``| tee`` files into noise)."""
+    import os
+
+    if quiet:
+        return "none"
+    mode = os.environ.get("ODEBENCH_PROGRESS", "").strip().lower()
+    if mode and mode not in PROGRESS_MODES:
+        raise InvalidInputError(f"ODEBENCH_PROGRESS={mode!r} must be one of {', '.join(PROGRESS_MODES)}")
+    if mode:
+        return mode
+    isatty = getattr(sys.stderr, "isatty", None)
+    return "bars" if isatty is not None and isatty() else "lines"
+
+
 class _Progress:
-    """A bar over the grid and one per cell (tqdm on stderr); silent with --quiet."""
+    """Progress on stderr: a tqdm bar over the grid and one per cell on a terminal, one plain line
+    per finished cell elsewhere, nothing with --quiet (see :func:`_progress_mode`)."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+        self.mode = _progress_mode(quiet)
         self.grid = None
+        self.started = 0.0
 
     def cell_start(self, index, total, cell) -> None:
-        if self.quiet:
+        import time
+
+        self.started = time.perf_counter()
+        if self.mode != "bars":
             return
         from tqdm import tqdm
 
@@ -232,7 +257,7 @@ class _Progress:
             self.grid = tqdm(total=total, desc="grid", unit="cell", position=0)
 
     def iterations(self, cell):
-        if self.quiet:
+        if self.mode != "bars":
             return None
         from tqdm import tqdm
 
@@ -253,10 +278,26 @@ class _Progress:
         if self.grid is not None:
             self.grid.update(1)
             self.grid.set_postfix_str(f"last: {row['status']}")
+        elif self.mode == "lines":
+            click.echo(_cell_line(index, total, cell, row, self.started), err=True)
 
     def close(self) -> None:
         if self.grid is not None:
             self.grid.close()
+
+
+def _cell_line(index, total, cell, row, started: float) -> str:
+    """``[3/28] <cell label>: ok in 18.1 s (metric 3.1493)``; a failure gives its error's first line."""
+    import time
+
+    from .report import _missing
+
+    status = row.get("status")
+    line = f"[{index + 1}/{total}] {cell.label()}: {status} in {time.perf_counter() - started:.1f} s"
+    if status == "ok" and not _missing(row.get("metric")):
+        return f"{line} (metric {float(row['metric']):.4f})"
+    error = "" if _missing(row.get("error")) else str(row["error"]).strip()
+    return f"{line} ({error.splitlines()[0][:160]})" if error else line
 
 
 @main.command("report")
@@ -276,6 +317,22 @@ def report_cmd(files, plot_path, csv_path):
         click.echo(f"table: {csv_path}")
     if plot_path:
         click.echo(f"plot: {work_precision_plot(frame, plot_path)}")
+
+
+@main.command("compare")
+@click.argument("base", type=click.Path())
+@click.argument("new", type=click.Path())
+@click.option("--threshold", default="10%", show_default=True,
+              help="How much worse a figure may get before the comparison fails: N% or N (percent).")
+def compare_cmd(base, new, threshold):
+    """Compare the cells two result files have in common (NEW / BASE ratios of time per iteration,
+    NFE, memory and metric), worst first; exit 1 when any figure got worse by more than the
+    threshold, 0 otherwise (for CI)."""
+    from .compare import compare_files, format_comparison, parse_threshold
+
+    result = compare_files(base, new, parse_threshold(threshold))
+    click.echo(format_comparison(result, base_name=base, new_name=new))
+    sys.exit(1 if result.worse else 0)
 
 
 @main.command("check")

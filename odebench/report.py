@@ -56,6 +56,8 @@ def _cell(value, col: str, fmt: str) -> str:
         value = float(value) * 1e3
     elif col in MIB:
         value = float(value) / 2**20
+    elif col == "metric" and isinstance(value, float) and 0 < abs(value) < 1e-3:
+        return f"{value:.2e}"  # an error of 1e-9 (detest) is not 0.0000
     try:
         return fmt.format(value)
     except (ValueError, TypeError):
@@ -92,18 +94,27 @@ def print_table(frame) -> None:
 
 
 def work_precision_plot(frame, path, title: Optional[str] = None) -> Path:
-    """Four panels per task: metric vs time per iteration, metric vs NFE, peak memory vs NFE,
-    and the test-time dial (metric and NFE of trained ODE models against the evaluation
-    tolerance, where the run swept it).
+    """Write :func:`work_precision_figure` to a PNG."""
+    return _save(work_precision_figure(frame, title), path, dpi=110)
 
-    One line per (model, backend, solver) across the training tolerances, averaged over seeds;
-    models without an ODE are drawn as dashed horizontal lines (they have no NFE); failed
-    cells are left out (they have no metric).
+
+def work_precision_figure(frame, title: Optional[str] = None):
+    """One row of panels per task: metric vs time per iteration, metric vs NFE, peak memory vs NFE
+    once per memory kind, and the test-time dial (metric and NFE of trained ODE models against the
+    evaluation tolerance, where the run swept it).
+
+    Memory kinds get an axis each because they measure different things (a torch allocator peak,
+    XLA's temp buffers) that one scale would mislead about.  One line per (model, backend, solver)
+    across the training tolerances, averaged over seeds, in the same colour on every panel; models
+    without an ODE are dashed horizontal lines (they have no NFE); failed cells are left out.
+    The figure (constrained layout, sized to its panels) is returned for callers to inspect; its
+    axes are labelled "time", "nfe", "memory:<kind>" and "dial" (``Axes.get_label``).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import pandas as pd
 
     ok = frame[frame["status"] == "ok"].copy()
     if ok.empty:
@@ -112,45 +123,106 @@ def work_precision_plot(frame, path, title: Optional[str] = None) -> Path:
         raise InvalidInputError("no cell with status ok to plot")
     ok["nfe_total"] = ok["nfe_forward"].astype(float) + ok["nfe_backward"].astype(float)
     ok["time_iter_s"] = ok["time_forward_s"].astype(float) + ok["time_backward_s"].astype(float)
+    ok["peak_memory_bytes"] = pd.to_numeric(ok["peak_memory_bytes"], errors="coerce")  # None in old files
     tasks = sorted(ok["task"].unique())
-    fig, axes = plt.subplots(len(tasks), 4, figsize=(20, 4.4 * len(tasks)), squeeze=False)
+    kinds = {task: _memory_kinds(ok[ok["task"] == task]) for task in tasks}
+    ncols = 3 + max(len(k) for k in kinds.values())
+    fig, axes = plt.subplots(len(tasks), ncols, figsize=(4.8 * ncols, 4.6 * len(tasks)), squeeze=False,
+                             layout="constrained")
     for row, task in enumerate(tasks):
-        _task_panels(axes[row], ok[ok["task"] == task], task)
+        used = 3 + len(kinds[task])
+        for ax in axes[row, used:]:
+            ax.remove()  # a task with fewer memory kinds than another
+        _task_panels(list(axes[row, :used]), ok[ok["task"] == task], task, kinds[task])
     if title:
         fig.suptitle(title)
-    return _save(fig, path, dpi=110)
+    return fig
 
 
-def _task_panels(axes, sub, task: str) -> None:
-    metric_name = sub["metric_name"].iloc[0]
-    model = sub["model"] if "model" in sub else None
+UNRECORDED = "kind not recorded"
+
+
+def _memory_kinds(sub) -> list:
+    """The memory kinds of a task's rows that have a peak, or [None] (one empty panel) when none has."""
+    measured = sub[sub["peak_memory_bytes"].notna()]
+    return sorted(measured["memory_kind"].fillna(UNRECORDED).unique()) or [None]
+
+
+def _series(sub) -> list:
+    """(label, rows, has an ODE) per line of a task's panels: ODE rows averaged over seeds per
+    tolerance (a fixed-step solver: one point), rows without an ODE as they are."""
+    out = []
     ode = sub[sub["solver"].notna()]
-    for keys, g in ode.groupby(["model", "backend", "solver"] if model is not None else ["backend", "solver"],
+    for keys, g in ode.groupby(["model", "backend", "solver"] if "model" in sub else ["backend", "solver"],
                                dropna=False):
         g = (g.groupby(["rtol", "atol"], as_index=False, dropna=False).mean(numeric_only=True)
-             .sort_values("rtol", ascending=False))  # a fixed-step solver: one point, no tolerance
-        label = " / ".join(str(k) for k in keys if not _missing(k))
-        axes[0].plot(g["time_iter_s"] * 1e3, g["metric"], "o-", label=label)
-        axes[1].plot(g["nfe_total"], g["metric"], "o-", label=label)
-        axes[2].plot(g["nfe_total"], g["peak_memory_bytes"].astype(float) / 2**20, "o-", label=label)
+             .sort_values("rtol", ascending=False))
+        out.append((" / ".join(str(k) for k in keys if not _missing(k)), g, True))
+    for keys, g in sub[sub["solver"].isna()].groupby(["model", "backend"], dropna=False):
+        out.append((f"{keys[0]} ({keys[1]}, no ODE)", g, False))
+    return out
+
+
+def _task_panels(axes, sub, task: str, kinds: list) -> None:
+    """``axes``: time, NFE, one per memory kind, dial; a line keeps its colour on all of them."""
+    from matplotlib import colormaps
+
+    metric_name = sub["metric_name"].iloc[0]
+    time_ax, nfe_ax, dial_ax = axes[0], axes[1], axes[-1]
+    series = _series(sub)
+    palette = [f"C{i}" for i in range(10)] if len(series) <= 10 else list(colormaps["tab20"].colors)
+    colors = {label: palette[i % len(palette)] for i, (label, _, _) in enumerate(series)}
+    for label, g, has_ode in series:
+        color = colors[label]
+        if not has_ode:
+            nfe_ax.axhline(g["metric"].mean(), linestyle="--", alpha=0.8, color=color, label=label)
+            time_ax.plot(g["time_iter_s"].mean() * 1e3, g["metric"].mean(), "s", color=color, label=label)
+            continue
+        time_ax.plot(g["time_iter_s"] * 1e3, g["metric"], "o-", color=color, label=label)
+        nfe_ax.plot(g["nfe_total"], g["metric"], "o-", color=color, label=label)
         for _, r in g.iterrows():
             note = "fixed step" if _missing(r["rtol"]) else f"{r['rtol']:.0e}"
-            axes[1].annotate(note, (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
-    for keys, g in sub[sub["solver"].isna()].groupby(["model", "backend"], dropna=False):
-        label = f"{keys[0]} ({keys[1]}, no ODE)"
-        line = axes[1].axhline(g["metric"].mean(), linestyle="--", alpha=0.8, label=label)
-        axes[0].plot(g["time_iter_s"].mean() * 1e3, g["metric"].mean(), "s", color=line.get_color(), label=label)
-        axes[2].axhline(g["peak_memory_bytes"].astype(float).mean() / 2**20, linestyle="--", color=line.get_color(),
-                        label=label)
-    _dial_panel(axes[3], ode, metric_name)
-    kinds = ", ".join(sorted(sub["memory_kind"].dropna().unique()))
-    axes[0].set(xlabel="time per iteration, fwd+bwd (ms, median)", ylabel=metric_name, title=f"{task}: {metric_name} vs time")
-    axes[1].set(xlabel="NFE per iteration (forward + backward)", ylabel=metric_name, title=f"{task}: {metric_name} vs NFE")
-    axes[2].set(xlabel="NFE per iteration (forward + backward)", ylabel="peak memory (MiB)",
-                title=f"{task}: memory vs NFE\n({kinds})")
-    for ax in axes[:3]:
+            nfe_ax.annotate(note, (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
+    _memory_panels(axes[2:-1], sub, task, kinds, colors)
+    _dial_panel(dial_ax, sub[sub["solver"].notna()], metric_name)
+    time_ax.set(xlabel="time per iteration, fwd+bwd (ms, median)", ylabel=metric_name, title=f"{task}: {metric_name} vs time")
+    nfe_ax.set(xlabel="NFE per iteration (forward + backward)", ylabel=metric_name, title=f"{task}: {metric_name} vs NFE")
+    for ax, name in ((time_ax, "time"), (nfe_ax, "nfe"), (dial_ax, "dial")):
+        ax.set_label(name)
+    log_metric = _spans_decades(sub["metric"])
+    for ax in (time_ax, nfe_ax):
         ax.set_xscale("log")
+        if log_metric:
+            ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+
+
+def _spans_decades(metric) -> bool:
+    """A positive metric over two decades or more (errors across tolerances, detest): a log axis."""
+    values = metric.astype(float).dropna()
+    return len(values) > 0 and bool((values > 0).all()) and values.max() >= 100 * values.min()
+
+
+def _memory_panels(axes, sub, task: str, kinds: list, colors: dict) -> None:
+    """Peak memory vs NFE, one axis per memory kind (``None``: a panel saying there is none)."""
+    measured = sub[sub["peak_memory_bytes"].notna()]
+    kind_of = measured["memory_kind"].fillna(UNRECORDED)
+    for ax, kind in zip(axes, kinds):
+        ax.set_label(f"memory:{kind or 'none'}")
+        ax.set(xlabel="NFE per iteration (forward + backward)", ylabel="peak MiB",
+               title=f"{task}: memory vs NFE\n{kind or 'no memory recorded'}")
+        ax.grid(True, alpha=0.3)
+        if kind is None:
+            ax.text(0.5, 0.5, "no memory values in these results", ha="center", va="center", transform=ax.transAxes)
+            continue
+        for label, g, has_ode in _series(measured[kind_of == kind]):
+            mib = g["peak_memory_bytes"].astype(float) / 2**20
+            if has_ode:
+                ax.plot(g["nfe_total"], mib, "o-", color=colors[label], label=label)
+            else:
+                ax.axhline(mib.mean(), linestyle="--", color=colors[label], label=label)
+        ax.set_xscale("log")
         ax.legend(fontsize=7)
 
 
@@ -160,7 +232,8 @@ def _dial_panel(ax, ode, metric_name: str) -> None:
 
     twin = None
     for r in ode.to_dict("records"):
-        sweep = [e for e in json.loads(r.get("eval_tolerances") or "null") or [] if "metric" in e]
+        raw = r.get("eval_tolerances")  # NaN where a file without the column joins one with it
+        sweep = [] if _missing(raw) else [e for e in json.loads(raw or "null") or [] if "metric" in e]
         if not sweep:
             continue
         twin = twin or ax.twinx()
@@ -200,7 +273,8 @@ def _save(fig, path, dpi: int) -> Path:
     """Write ``fig`` as a PNG (its folder made if needed) and release it."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with constrained layout keeps it
+        fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
