@@ -26,11 +26,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/torch_vs_torchdiffeq.py
-	$(PY) benchmarks/torch_vs_torchdiffeq.py --problem odenet --tols 1e-3
-	$(PY) benchmarks/torch_vs_torchdiffeq.py --problem mlp100 --tols 1e-3,1e-5 --repeats 10
-	$(PY) benchmarks/torch_vs_torchdiffeq.py --problem latent --tols 1e-3,1e-5 --repeats 10
-	$(PY) benchmarks/jax_vs_diffrax.py
+	$(PY) -m benchmarks.torch_vs_torchdiffeq
+	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem odenet --tols 1e-3
+	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem mlp100 --tols 1e-3,1e-5 --repeats 10
+	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem latent --tols 1e-3,1e-5 --repeats 10
+	$(PY) -m benchmarks.jax_vs_diffrax
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

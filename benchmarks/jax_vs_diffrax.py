@@ -1,6 +1,6 @@
 """Side-by-side benchmark: odebench's jax backends against diffrax and jax.experimental.ode (not a test).
 
-    python benchmarks/jax_vs_diffrax.py [--repeats N] [--warmup W]
+    python -m benchmarks.jax_vs_diffrax [--repeats N] [--warmup W]
                                         [--tols 1e-3,1e-5,1e-7] [--out table.md|table.csv]
 
 Problem (fixed, the one of benchmarks/torch_vs_torchdiffeq.py): MLP dynamics dy/dt = net(y),
@@ -51,12 +51,10 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import sys
 import time
 from functools import partial
-from importlib import metadata
 
 import numpy as np
 
@@ -68,12 +66,9 @@ import odebench
 from odebench.specs import SolveStats
 from jax.experimental.ode import odeint as jax_ode_odeint
 
-STATE_DIM = 2
-HIDDEN = 64
-BATCH = 512
+from benchmarks.problems import ARCH, BATCH, SEED, jax_mlp, jax_mlp_params, machine_info
+
 DTYPE = jnp.float32
-SEED = 0
-ARCH = f"Linear({STATE_DIM},{HIDDEN})-tanh-Linear({HIDDEN},{HIDDEN})-tanh-Linear({HIDDEN},{STATE_DIM}), autonomous"
 TIME_GOAL = 1.0
 METHODS = ("jax-adjoint", "jax-adjoint-restart", "jax-adjoint-seminorm", "jax-backprop", "diffrax-backsolve", "diffrax-backsolve-mixed",
            "diffrax-recursive", "jax-ode")
@@ -83,26 +78,6 @@ PAIRS = (("jax-adjoint", "diffrax-backsolve"), ("jax-adjoint", "jax-ode"), ("jax
 BACKEND = {"jax-adjoint-restart": "jax-adjoint"}  # method -> odebench backend, where they differ
 METHOD_KWARGS = {"jax-adjoint-restart": {"adjoint_options": {"first_step": None}}}
 GOAL_PAIR = ("jax-adjoint", "diffrax-backsolve")
-
-
-def init_params(seed: int = SEED) -> tuple:
-    rng = np.random.default_rng(seed)
-    widths = [STATE_DIM, HIDDEN, HIDDEN, STATE_DIM]
-    params = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-        bound = 1.0 / np.sqrt(fan_in)
-        w = rng.uniform(-bound, bound, size=(fan_out, fan_in))
-        b = rng.uniform(-bound, bound, size=(fan_out,))
-        params.append((jnp.asarray(w, DTYPE), jnp.asarray(b, DTYPE)))
-    y0 = jnp.asarray(rng.standard_normal((BATCH, STATE_DIM)), DTYPE)
-    return tuple(params), y0
-
-
-def mlp(params, y):
-    (w1, b1), (w2, b2), (w3, b3) = params
-    h = jnp.tanh(y @ w1.T + b1)
-    h = jnp.tanh(h @ w2.T + b2)
-    return h @ w3.T + b3
 
 
 def mixed_rms(tree):
@@ -127,35 +102,6 @@ class Counter:
         return counted
 
 
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} logical, {usable} usable",
-        "jax device": str(jax.devices()[0]),
-        "jax": jax.__version__,
-        "jaxlib": metadata.version("jaxlib"),
-        "diffrax": metadata.version("diffrax"),
-        "equinox": metadata.version("equinox"),
-        "odebench": metadata.version("odebench"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "(unset)"),
-    }
-
-
 class Method:
     """One library's side of a cell: jitted loss and value_and_grad programs, plus counting runs."""
 
@@ -173,7 +119,7 @@ class Method:
         self.compile_s = time.perf_counter() - t0
 
     def y1(self, params, y0, field=None, counted=None):
-        field = field or (lambda t, y, args: mlp(args, y))
+        field = field or (lambda t, y, args: jax_mlp(args, y))
         tol = self.tol
         if self.backend is not None:
             stats = self.stats if counted is None else counted
@@ -208,7 +154,7 @@ class Method:
     def counts(self) -> dict:
         """Counted evaluations (fwd, total) in untimed runs, odebench's own counters, y(1), grads."""
         counter = Counter()
-        field = counter.wrap(lambda t, y, args: mlp(args, y))
+        field = counter.wrap(lambda t, y, args: jax_mlp(args, y))
         scratch = SolveStats()  # the counting runs' odebench counters, kept apart from self.stats
         loss = jax.jit(partial(self.loss_fn, field=field, counted=scratch))
         jax.block_until_ready(loss(self.params, self.y0))
@@ -234,7 +180,7 @@ class Method:
 
 
 def run_cell(tol: float, methods: list, repeats: int, warmup: int, notes: list) -> dict:
-    params, y0 = init_params()
+    params, y0 = jax_mlp_params(SEED, DTYPE)
     runners = {name: Method(name, tol, params, y0) for name in methods}
     for _ in range(warmup):
         for r in runners.values():
@@ -380,7 +326,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown method(s) {', '.join(unknown)}; allowed: {', '.join(METHODS)}")
 
-    info = machine_info()
+    info = machine_info("jax", "jaxlib", "diffrax", "equinox")
     try:
         info["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:

@@ -1,7 +1,7 @@
 """What odebench adds to a peer library: one CNF training step through the harness's trainer
 and a peer backend, against the same step calling the library directly (not a test).
 
-    python benchmarks/peer_overhead.py [--peers torchdiffeq-adjoint,...] [--tol 1e-5]
+    python -m benchmarks.peer_overhead [--peers torchdiffeq-adjoint,...] [--tol 1e-5]
                                        [--repeats 100] [--warmup 3]
 
 Both sides build the cnf task's fast-default problem (8gaussians, batch 256, 64x3 concatsquash,
@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from benchmarks.torch_vs_torchdiffeq import machine_info
+from benchmarks.problems import machine_info, machine_lines, task_problem
 from odebench.plugins import make_registry
 from odebench.protocols import BoundOdeint
 from odebench.solve.options import ADAPTIVE_DEFAULTS
@@ -41,16 +41,6 @@ from odebench.specs import SolveStats
 
 GOAL = 1.02
 PEERS = ("torchdiffeq-adjoint", "torchdiffeq-backprop", "diffrax-backsolve", "diffrax-recursive-checkpoint")
-
-
-def build(reg, framework: str):
-    from odebench.grid import build_task_options
-
-    spec = reg.get("task", "cnf").spec
-    options = build_task_options(spec, {})
-    reg.runtime(framework).seed(0)
-    return spec.build(framework, options, model=spec.default_model.name, seed=0,
-                      device="cpu", dtype="float32")
 
 
 def torch_direct(peer: str, tol: float):
@@ -128,8 +118,8 @@ class JaxDirect:
 def sides(reg, peer: str, tol: float):
     framework = reg.get("backend", peer).spec.framework
     odeint = BoundOdeint(reg.backend(peer), "dopri5", tol, tol, None, SolveStats())
-    harness = reg.runtime(framework).trainer(build(reg, framework), odeint, "cpu")
-    direct_problem = build(reg, framework)
+    harness = reg.runtime(framework).trainer(task_problem("cnf", framework, {}, registry=reg), odeint, "cpu")
+    direct_problem = task_problem("cnf", framework, {}, registry=reg)
     if framework == "torch":
         direct = TorchDirect(direct_problem, torch_direct(peer, tol))
     else:
@@ -182,7 +172,7 @@ def main(argv=None) -> int:
     for peer in [p.strip() for p in args.peers.split(",") if p.strip()]:
         rows.append(run_cell(reg, peer, args.tol, args.repeats, args.warmup))
         print(rows[-1], flush=True)
-    print("\n" + "\n".join(f"- {k}: {v}" for k, v in machine_info().items()) + "\n")
+    print("\n" + machine_lines(machine_info("torch", "torchdiffeq", "jax", "diffrax")) + "\n")
     print("| peer | tol | harness ms | direct ms | harness / direct, same step (95 % interval) | NFE fwd / bwd per step |\n"
           "|---|---|---|---|---|---|")
     for r in rows:

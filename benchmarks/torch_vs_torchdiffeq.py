@@ -1,6 +1,6 @@
 """Side-by-side benchmark: odebench's torch backends against torchdiffeq (not a test).
 
-    python benchmarks/torch_vs_torchdiffeq.py [--problem mlp|odenet] [--repeats N] [--warmup W]
+    python -m benchmarks.torch_vs_torchdiffeq [--problem mlp|odenet] [--repeats N] [--warmup W]
                                                [--tols 1e-3,1e-5,1e-7] [--out table.md|table.csv]
 
 Problems (same seed, weights and data for both libraries; one iteration = zero grads +
@@ -47,37 +47,21 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import sys
 import time
-from importlib import metadata
 
 import torch
 import torch.nn as nn
 
 import odebench
 import torchdiffeq
+from benchmarks.problems import ARCH, BATCH, machine_info, torch_mlp
 
-STATE_DIM = 2
-HIDDEN = 64
 DTYPE = torch.float32
 SEED = 0
 TIME_GOAL = 0.8
 NFE_GOAL = 0.10
-
-
-class MLP(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(STATE_DIM, HIDDEN), nn.Tanh(),
-            nn.Linear(HIDDEN, HIDDEN), nn.Tanh(),
-            nn.Linear(HIDDEN, STATE_DIM),
-        )
-
-    def forward(self, t, y):
-        return self.net(y)
 
 
 class Counted(nn.Module):
@@ -97,15 +81,12 @@ class MLPProblem:
     """The MLP dynamics on a batch of 512 points: loss = sum(y(1)^2)."""
 
     name = "mlp"
-    description = (f"MLP Linear({STATE_DIM},{HIDDEN})-tanh-Linear({HIDDEN},{HIDDEN})-tanh-Linear({HIDDEN},{STATE_DIM}), "
-                   "autonomous; batch 512; float32; t = [0, 1]; loss = sum(y(1)^2)")
+    description = f"MLP {ARCH}; batch {BATCH}; float32; t = [0, 1]; loss = sum(y(1)^2)"
     output = "y(1)"
 
     def __init__(self) -> None:
-        torch.manual_seed(SEED)
-        self.func = Counted(MLP()).to(DTYPE)
-        self.y0 = torch.randn(512, STATE_DIM, dtype=DTYPE)
-        self.t = torch.tensor([0.0, 1.0], dtype=DTYPE)
+        func, self.y0, self.t = torch_mlp(SEED, DTYPE)
+        self.func = Counted(func)
         self.params = list(self.func.parameters())
 
     def loss(self, solve):
@@ -195,32 +176,6 @@ class LatentProblem:
 
 
 PROBLEMS = {p.name: p for p in (MLPProblem, MLP100Problem, ODENetProblem, LatentProblem)}
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} logical, {usable} usable",
-        "torch threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torchdiffeq": metadata.version("torchdiffeq"),
-        "odebench": metadata.version("odebench"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -411,7 +366,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown method(s) {', '.join(unknown)}; allowed: backprop, adjoint, adjoint-warm")
 
-    info = machine_info()
+    info = machine_info("torch", "torchdiffeq")
     how = "set by --threads" if args.threads is not None else "left at torch's default"
     info["torch threads"] = f"{info['torch threads']} ({how})"
     try:

@@ -23,3 +23,12 @@ def jax_x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", old)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/benchmarks holds pytest-benchmark micro-benchmarks: collected only when asked for
+    (``pytest --benchmark-only tests/benchmarks``), never by the default suite."""
+    if "benchmarks" in collection_path.parts and collection_path.parent.name == "tests" or \
+            collection_path.parent.name == "benchmarks" and collection_path.parent.parent.name == "tests":
+        return not config.getoption("benchmark_only", False)
+    return None
