@@ -157,7 +157,8 @@ def _task_options(pairs) -> dict:
 @click.option("--batch-size", type=int, default=None, help="Batch size (task default if omitted).")
 @click.option("--seed", default="0", show_default=True, help="Seed(s), comma separated.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--dtype", default=None, type=click.Choice(["float32", "float64"]),
+              help="Floating-point type of every cell.  [default: the task's: float32, detest float64]")
 @click.option("--out", "out_dir", default="results", show_default=True, help="Folder for the result files.")
 @click.option("--csv", is_flag=True, help="Also write a CSV beside the parquet file.")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Task option (repeatable), e.g. dataset=moons.")

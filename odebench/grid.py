@@ -68,7 +68,7 @@ class RunConfig:
     steps: Optional[int] = None  # training iterations; None keeps the task's default
     batch_size: Optional[int] = None
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: Optional[str] = None  # None: each task's default_dtype
     task_options: dict = field(default_factory=dict)  # raw "key": "value" strings or values
     solver_options: dict = field(default_factory=dict)
     eval_tolerances: Optional[list] = None  # (rtol, atol) pairs of the test-time sweep; None: the task's
@@ -171,14 +171,24 @@ def _check_grid(config: RunConfig, registry: Registry) -> None:
         raise InvalidInputError(f"--steps must be at least 1, got {config.steps}")
     if config.batch_size is not None and config.batch_size < 1:
         raise InvalidInputError(f"--batch-size must be at least 1, got {config.batch_size}")
-    for solver in config.solvers:  # options the integrators would refuse in every cell
-        tableau = registry.solver(solver)
-        if hasattr(tableau, "stages"):
-            resolve_options(tableau, config.solver_options or None)
+
+
+def solver_options(config: RunConfig, registry: Registry, spec: TaskSpec, solver: str, task_options) -> dict:
+    """The integrator options of a cell: --solver-opt, and for a fixed-step solver it gives no
+    ``step_size`` the task's step (the option ``TaskSpec.step_size_option`` names), if it has one."""
+    options = dict(config.solver_options)
+    key = spec.step_size_option
+    if key and "step_size" not in options and not getattr(registry.solver(solver), "adaptive", True):
+        options["step_size"] = getattr(task_options, key)
+    return options
 
 
 def _task_cells(config: RunConfig, registry: Registry, spec: TaskSpec) -> list[Cell]:
     options = build_task_options(spec, config.task_options, config.steps, config.batch_size)
+    for solver in config.solvers:  # options the integrators would refuse in every cell
+        tableau = registry.solver(solver)
+        if hasattr(tableau, "stages"):
+            resolve_options(tableau, solver_options(config, registry, spec, solver, options) or None)
     if spec.prepare is not None:
         spec.prepare(options)
     tolerances = task_tolerances(config, spec)

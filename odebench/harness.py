@@ -29,6 +29,7 @@ from typing import Callable, Optional
 
 from .errors import OdebenchError
 from .grid import Cell, RunConfig, build_task_options, eval_tolerances, plan  # noqa: F401  (re-exported)
+from .grid import solver_options
 from .plugins import Registry
 from .protocols import BoundOdeint
 from .results import ResultStore, library_versions, new_run_id, now_iso, provenance, to_json
@@ -56,7 +57,7 @@ def _new_row(cell: Cell, config: RunConfig, spec: TaskSpec, framework: str, run_
     row = {
         "run_id": run_id, "timestamp": now_iso(), "task": cell.task, "model": cell.model, "backend": cell.backend,
         "framework": framework, "solver": cell.solver, "rtol": cell.rtol, "atol": cell.atol,
-        "seed": cell.seed, "dtype": config.dtype, "status": "failed", "error": None,
+        "seed": cell.seed, "dtype": config.dtype or spec.default_dtype, "status": "failed", "error": None,
         "metric_name": spec.metric_name, "metric_higher_is_better": spec.metric_higher_is_better,
         "solver_options": to_json(config.solver_options) if cell.ode else None,
     }
@@ -93,17 +94,23 @@ def _train_and_evaluate(cell: Cell, config: RunConfig, registry: Registry, spec:
     row["batch_size"] = getattr(options, "batch_size", None)
     runtime = registry.runtime(framework)
     device = runtime.resolve_device(config.device)
-    row.update(device=device, gpu=runtime.gpu_name(device), memory_kind=runtime.memory_kind(device))
+    row.update(device=device, gpu=runtime.gpu_name(device),
+               memory_kind=runtime.memory_kind(device) if spec.trains else None)  # no training: no memory probe
     runtime.seed(cell.seed)
-    problem = spec.build(framework, options, model=cell.model, seed=cell.seed, device=device, dtype=config.dtype)
+    problem = spec.build(framework, options, model=cell.model, seed=cell.seed, device=device,
+                       dtype=config.dtype or spec.default_dtype)
     stats = SolveStats()
     odeint = None
     if cell.ode:  # a fixed-step solver ignores tolerances: it gets the backends' defaults
+        solver_opts = solver_options(config, registry, spec, cell.solver, options)
+        row["solver_options"] = to_json(solver_opts)
         odeint = BoundOdeint(registry.backend(cell.backend), cell.solver, cell.rtol or DEFAULT_RTOL,
-                             cell.atol or DEFAULT_ATOL, config.solver_options or None, stats)
-    trainer = runtime.trainer(problem, odeint, device)
+                             cell.atol or DEFAULT_ATOL, solver_opts or None, stats)
+    trainer = runtime.trainer(problem, odeint, device) if spec.trains else problem.trainer(odeint)
     row["n_params"] = trainer.n_params()
     history = _train(trainer, stats if cell.ode else None, row["steps"] or 1, row, progress)
+    if not spec.trains:  # each step was a solve: there is no training loss
+        row.update(train_loss=None, initial_loss=None)
     if cell.ode:  # steps a library does not expose are unknown, not zero
         backend_spec = registry.get("backend", cell.backend).spec
         row["backend_library_versions"] = library_versions(backend_spec.requires)
@@ -132,7 +139,7 @@ def _evaluate(cell: Cell, config: RunConfig, spec: TaskSpec, problem, trainer, o
         tolerances = eval_tolerances(config, spec) if cell.adaptive else []  # fixed steps: nothing to sweep
         sweep = [_evaluate_at(trainer, odeint, r, a) for r, a in tolerances]
         row["eval_tolerances"] = to_json(sweep) if sweep else None
-        if len(history[0]) >= 2:
+        if spec.trains and len(history[0]) >= 2:
             from .report import nfe_history_plot
 
             paths.append(str(nfe_history_plot(*history, out_dir / f"{stem}-nfe.png", cell.label())))

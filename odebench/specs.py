@@ -113,6 +113,13 @@ class TaskSpec:
     trained ODE model is also evaluated at (the test-time speed/accuracy dial; none by default).
     ``prepare(options)``: framework-free, run once before any cell: checks (and may fetch) what
     the cells need, raising InvalidInputError on a problem, so bad data stops the run up front.
+    ``trains``: False for a task that trains nothing (``detest``: solver accuracy on closed
+    forms); the harness then uses the problem's own ``trainer(odeint)`` (odebench.protocols'
+    Trainer: each step one timed solve without gradients) instead of the runtime's.
+    ``step_size_option``: the task option holding the step of fixed-step solvers when
+    --solver-opt gives none, so one run can mix fixed-step and adaptive solvers.
+    ``default_dtype``: the cells' floating-point type when --dtype is not given (detest's
+    errors reach 1e-9, below float32's resolution).
     """
 
     name: str
@@ -126,6 +133,9 @@ class TaskSpec:
     default_tol: float = 1e-5
     eval_tols: tuple = ()
     prepare: Optional[Callable[[Any], Any]] = None
+    trains: bool = True
+    step_size_option: Optional[str] = None
+    default_dtype: str = "float32"
 
     @property
     def model_specs(self) -> tuple:

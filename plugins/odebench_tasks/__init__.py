@@ -3,6 +3,7 @@
 ``cnf``: continuous normalizing flows on 2-D toy densities (FFJORD's setting).
 ``mnist``: the image classifier of Table 1, ODE-Net against the ResNet baseline.
 ``latent-spiral``: the latent ODE on irregularly sampled spirals of Table 2, against an RNN.
+``detest``: no training; the DETEST problems with closed forms, for work-precision diagrams.
 
 Registration imports no framework: each task names, per framework, a loader that imports the
 model file for that framework only when a cell of that framework runs.
@@ -18,6 +19,7 @@ def odebench_register_tasks(register):
     from .mnist.options import PAPER_OPTIONS as MNIST_PAPER, MNISTOptions
     from .mnist.task import prepare as prepare_mnist
     from .latent_spiral.options import PAPER_OPTIONS as SPIRAL_PAPER, LatentSpiralOptions
+    from .detest.options import DetestOptions
 
     register(TaskSpec(
         name="cnf",
@@ -54,4 +56,17 @@ def odebench_register_tasks(register):
         models=(ModelSpec("latent-ode", ode=True, description="RNN encoder -> q(z0), ODE in a 4-d latent space, decoder"),
                 ModelSpec("rnn", ode=False, description="an RNN taking the time gaps, predicting forward")),
         default_tol=1e-3,
+    ))
+    register(TaskSpec(
+        name="detest",
+        description="no training: DETEST problems with closed forms (A1-A4, B4, D1-D5, E1) solved once per "
+                    "step; metric: max |y - y_exact| over problems, output times and components",
+        options=DetestOptions,
+        frameworks={"torch": lazy("odebench_tasks.detest.torch_model:TorchDetest"),
+                    "jax": lazy("odebench_tasks.detest.jax_model:JaxDetest")},
+        metric_name="max_abs_error",
+        default_tol=1e-6,
+        trains=False,
+        step_size_option="step_size",
+        default_dtype="float64",
     ))
