@@ -328,12 +328,12 @@ def report_cmd(files, plot_path, csv_path):
 def compare_cmd(base, new, threshold):
     """Compare the cells two result files have in common (NEW / BASE ratios of time per iteration,
     NFE, memory and metric), worst first; exit 1 when any figure got worse by more than the
-    threshold, 0 otherwise (for CI)."""
+    threshold or a cell ok in BASE is not ok in NEW, 0 otherwise (for CI)."""
     from .compare import compare_files, format_comparison, parse_threshold
 
     result = compare_files(base, new, parse_threshold(threshold))
     click.echo(format_comparison(result, base_name=base, new_name=new))
-    sys.exit(1 if result.worse else 0)
+    sys.exit(1 if result.regressed else 0)
 
 
 @main.command("check")

@@ -163,6 +163,15 @@ class Comparison:
     def worse(self) -> list:
         return [c for c in self.cells if c.beyond]
 
+    @property
+    def broken(self) -> list:
+        """Cells ok in BASE that NEW ran and did not finish ok (failed, diverged): a regression too."""
+        return [(key, status) for key, status in self.only_base if status is not None]
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.worse or self.broken)
+
 
 def compare_frames(base, new, threshold: float, base_label: str = "BASE", new_label: str = "NEW") -> Comparison:
     """Match the ok cells of two runs and rate every figure; no cell in common is bad input."""
@@ -261,5 +270,6 @@ def format_comparison(result: Comparison, base_name: str = "BASE", new_name: str
             lines.append(f"only in {label}: {where}" + (f" ({other}: {status})" if status else ""))
     lines += result.notes
     lines.append(f"{len(result.cells)} cells compared, {len(result.worse)} worse than {pct}, "
-                 f"{len(result.only_base)} only in BASE, {len(result.only_new)} only in NEW")
+                 f"{len(result.broken)} ok in BASE but not in NEW, "
+                 f"{len(result.only_base)} only ok in BASE, {len(result.only_new)} only ok in NEW")
     return "\n".join(lines)

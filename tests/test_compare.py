@@ -60,7 +60,7 @@ def summary(output):
 def test_identical_runs_exit_0(tmp_path):
     base = write(tmp_path / "base.parquet", rows())
     out = compare(base, base, expect=0)
-    assert summary(out) == "3 cells compared, 0 worse than 10%, 0 only in BASE, 0 only in NEW"
+    assert summary(out) == "3 cells compared, 0 worse than 10%, 0 ok in BASE but not in NEW, 0 only ok in BASE, 0 only ok in NEW"
     body = table(out)
     assert len(body) == 3 and all(fields[-6:] == ["1.00x"] * 6 for fields in body)
 
@@ -90,7 +90,7 @@ def test_slower_cell_fails_and_comes_first(tmp_path):
     first = table(out)[0]
     assert first[2] == "torch-backprop" and first[-6] == "1.30x!"
     assert all("!" not in f for fields in table(out)[1:] for f in fields)
-    assert summary(out) == "3 cells compared, 1 worse than 10%, 0 only in BASE, 0 only in NEW"
+    assert summary(out) == "3 cells compared, 1 worse than 10%, 0 ok in BASE but not in NEW, 0 only ok in BASE, 0 only ok in NEW"
     assert "worse than 50%" in summary(compare(base, new, "--threshold", "50%", expect=0))
     compare(base, new, "--threshold", "29", expect=1)
     compare(base, new, "--threshold", "31", expect=0)
@@ -130,14 +130,14 @@ def test_cells_match_on_identity_only_in_one_is_listed(tmp_path):
     new_rows = [dict(r, seed=1) if r["backend"] == "torch-backprop" else r for r in rows()]
     new_rows += [dict(ROW, seed=1, status="failed", error="boom")]
     new = write(tmp_path / "new.parquet", new_rows)
-    out = compare(base, new, expect=0)
+    out = compare(base, new, expect=1)  # a cell ok in BASE failed in NEW: a regression
     assert {fields[2] for fields in table(out)} == {"torch-adjoint", "torch-adjoint-seminorm"}
     assert "only in BASE: task=cnf model=cnf backend=torch-backprop solver=dopri5 rtol=1e-05 atol=1e-05 " \
            "seed=0 dtype=float32 device=cpu" in out
     assert "backend=torch-adjoint solver=dopri5 rtol=1e-05 atol=1e-05 seed=1 dtype=float32 device=cpu " \
            "(NEW: failed)" in out
     assert "only in NEW: task=cnf model=cnf backend=torch-backprop" in out and "seed=1" in out
-    assert summary(out) == "2 cells compared, 0 worse than 10%, 2 only in BASE, 1 only in NEW"
+    assert summary(out) == "2 cells compared, 0 worse than 10%, 1 ok in BASE but not in NEW, 2 only ok in BASE, 1 only ok in NEW"
 
 
 def test_last_row_by_timestamp_counts(tmp_path):
@@ -152,7 +152,7 @@ def test_old_file_without_model_column_matches(tmp_path):
     new = write(tmp_path / "new.parquet", rows())
     for args in ((old, new), (new, old), (old, old)):
         out = compare(*args, expect=0)
-        assert summary(out) == "3 cells compared, 0 worse than 10%, 0 only in BASE, 0 only in NEW"
+        assert summary(out) == "3 cells compared, 0 worse than 10%, 0 ok in BASE but not in NEW, 0 only ok in BASE, 0 only ok in NEW"
     assert table(compare(old, new, expect=0))[0][-2] == "-"  # held bytes missing in the old file: skipped
 
 
