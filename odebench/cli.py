@@ -1,4 +1,5 @@
-"""The ``odebench`` command line.  Errors are one line on stderr with exit code 2."""
+"""The ``odebench`` command line.  Bad input is one line on stderr with exit code 2 (before
+anything runs); ``odebench run`` exits 1 when a cell did not finish ok, 0 when every cell did."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ from .errors import InvalidInputError, OdebenchError
 
 
 class _Group(click.Group):
-    """Turns odebench's own errors into one line and exit code 2 instead of a traceback."""
+    """Turns odebench's own errors, and click's usage errors of a command's options (a bad
+    --steps, an unknown flag), into one line and exit code 2 instead of a traceback or a usage block."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OdebenchError as exc:
             click.echo(f"odebench: error: {exc}", err=True)
+            sys.exit(2)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "odebench"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"odebench: error: {message} (see {where} --help)", err=True)
             sys.exit(2)
 
 
@@ -195,9 +202,40 @@ def run_cmd(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batc
     frame = __import__("pandas").DataFrame(store.rows)
     print_table(frame)
     click.echo(f"\nresults: {store.path}" + (f" and {store.csv_path}" if store.csv_path else ""))
-    failed = int((frame["status"] != "ok").sum())
-    if failed:
-        click.echo(f"{failed} of {len(frame)} cells did not finish ok (see the error column)", err=True)
+    summary = _failure_summary(store.rows)
+    if summary:
+        click.echo(summary, err=True)
+        sys.exit(1)
+
+
+def _row_label(row: dict) -> str:
+    """A result row's cell, briefly: task model backend [solver [rtol]] seed."""
+    from .report import _missing
+
+    parts = [row.get("task"), row.get("model"), row.get("backend"), row.get("solver")]
+    if not _missing(row.get("rtol")):
+        parts.append(f"rtol={float(row['rtol']):g}")
+    parts.append(f"seed={row.get('seed')}")
+    return " ".join(str(p) for p in parts if not _missing(p))
+
+
+def _failure_summary(rows: list) -> str:
+    """One line for the cells that did not finish ok, by status, with the first error of each
+    status (its first line, shortened); "" when every cell is ok."""
+    from .report import _missing
+
+    bad = [r for r in rows if r.get("status") != "ok"]
+    if not bad:
+        return ""
+    parts = []
+    for status in dict.fromkeys(str(r.get("status")) for r in bad):
+        these = [r for r in bad if str(r.get("status")) == status]
+        error = "" if _missing(these[0].get("error")) else str(these[0]["error"]).strip()
+        error = (error.splitlines() or ["no error text"])[0]
+        error = error if len(error) <= 120 else error[:117] + "..."
+        parts.append(f"{len(these)} {status} (first: {_row_label(these[0])}: {error})")
+    return (f"odebench: {len(bad)} of {len(rows)} cells did not finish ok: {'; '.join(parts)}; "
+            "their rows are in the result file (error column)")
 
 
 def _number(text: str):
@@ -308,8 +346,11 @@ def _cell_line(index, total, cell, row, started: float) -> str:
 def report_cmd(files, plot_path, csv_path):
     """Load result files into one table, print it by task and backend, optionally plot."""
     from .report import print_table, work_precision_plot
-    from .results import read_results
+    from .results import check_writable_file, read_results
 
+    for flag, path in (("--plot", plot_path), ("--csv", csv_path)):  # before anything is read or printed
+        if path:
+            check_writable_file(path, flag)
     frame = read_results(files)
     print_table(frame)
     click.echo(f"\n{len(frame)} rows from {len(files)} file(s)")

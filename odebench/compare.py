@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .errors import InvalidInputError, OdebenchError
+from .errors import InvalidInputError
 from .report import _missing
 
 IDENTITY_COLUMNS = ("task", "model", "backend", "solver", "rtol", "atol", "seed", "dtype", "device")
@@ -33,8 +33,6 @@ MODEL_AT = IDENTITY_COLUMNS.index("model")
 FIGURES = (("time", "time/it"), ("nfe_forward", "NFE-f"), ("nfe_backward", "NFE-b"),
            ("peak_memory_bytes", "peak mem"), ("held_for_backward_bytes", "held mem"), ("metric", "metric"))
 MEMORY = {"peak_memory_bytes", "held_for_backward_bytes"}
-# a file without values in these is not a result file
-CORE_COLUMNS = ("task", "backend", "status")
 THRESHOLD_FORMS = "a percentage >= 0 written N% or N (e.g. 10% or 10; 0.5 means 0.5 %)"
 
 
@@ -52,23 +50,11 @@ def parse_threshold(text: str) -> float:
 
 
 def load_run(path):
-    """One result file, checked: unreadable or non-result files become a one-line
-    InvalidInputError naming the file (read_results raises the library's own errors)."""
-    from .results import read_results
+    """One result file, checked (:func:`odebench.results.read_result_file`: unreadable or
+    non-result files are a one-line InvalidInputError naming the file)."""
+    from .results import read_result_file
 
-    try:
-        frame = read_results([path])
-    except OdebenchError:
-        raise
-    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InvalidInputError(f"cannot read {path} as a result file (parquet or csv): {reason}") from None
-    if frame.empty:
-        raise InvalidInputError(f"{path} has no rows; a result file has one row per cell")
-    empty = [c for c in CORE_COLUMNS if frame[c].isna().all()]
-    if empty:
-        raise InvalidInputError(f"{path} is not an odebench result file: no values in column(s) {', '.join(empty)}")
-    return frame
+    return read_result_file(path)
 
 
 def _ident(value):

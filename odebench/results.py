@@ -14,9 +14,12 @@ import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Required columns (architecture.md section 3), in display order.  Never rename these.
 IDENTITY = ["run_id", "timestamp", "task", "model", "backend", "framework", "solver", "rtol", "atol", "seed",
@@ -104,8 +107,7 @@ class ResultStore:
     """Appends rows to ``<out>/<run_id>.parquet`` (and ``.csv`` if asked), atomically per row."""
 
     def __init__(self, out_dir, run_id: str, csv: bool = False) -> None:
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = check_writable_dir(out_dir, "--out")
         self.run_id = run_id
         self.path = self.out_dir / f"{run_id}.parquet"
         self.csv_path = self.out_dir / f"{run_id}.csv" if csv else None
@@ -136,16 +138,64 @@ def normalise(frame):
     return frame[REQUIRED_COLUMNS + extras]
 
 
-def read_results(paths: Iterable) -> "pd.DataFrame":
-    """Load any number of result files (parquet or csv) into one table."""
+# a file without values in these is not a result file
+CORE_COLUMNS = ("task", "backend", "status")
+
+
+def check_writable_dir(path, what: str = "folder") -> Path:
+    """``path`` as a folder odebench can write to: created if needed, then a probe file written
+    and deleted, so an output folder that cannot be made or written is a one-line
+    InvalidInputError before anything runs (not a traceback after the first cell)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"{what} {path}: is an existing file, not a folder")
+    probe = path / f".odebench-write-probe-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InvalidInputError(f"{what} {path}: cannot create or write to it ({reason})") from None
+    return path
+
+
+def check_writable_file(path, what: str) -> Path:
+    """An output file's path: not a folder, its folder writable (see :func:`check_writable_dir`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidInputError(f"{what} {path}: is a folder; give a file name")
+    check_writable_dir(path.parent, f"{what} {path}: its folder")
+    return path
+
+
+def read_result_file(path) -> "pd.DataFrame":
+    """One result file (parquet, or csv by its suffix), checked: a missing, unreadable, empty
+    or non-result file is a one-line InvalidInputError naming the file."""
     import pandas as pd
 
-    frames = []
-    for path in paths:
-        path = Path(path)
-        if not path.exists():
-            raise InvalidInputError(f"result file not found: {path}")
-        frames.append(pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path))
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"result file not found: {path}")
+    try:
+        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except (OSError, ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors are these too
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InvalidInputError(f"cannot read {path} as a result file (parquet or csv): {reason}") from None
+    if frame.empty:
+        raise InvalidInputError(f"{path} has no rows; a result file has one row per cell")
+    missing = [c for c in CORE_COLUMNS if c not in frame.columns or frame[c].isna().all()]
+    if missing:
+        raise InvalidInputError(f"{path} is not an odebench result file: no values in column(s) {', '.join(missing)}")
+    return normalise(frame)
+
+
+def read_results(paths: Iterable) -> "pd.DataFrame":
+    """Load any number of result files (parquet or csv) into one table, each checked by
+    :func:`read_result_file`."""
+    import pandas as pd
+
+    frames = [read_result_file(path) for path in paths]
     if not frames:
         raise InvalidInputError("no result files given")
     return normalise(pd.concat(frames, ignore_index=True))

@@ -53,7 +53,8 @@ def test_grid_rows_columns_and_sane_figures(tmp_path, decay_plugin):
 
 def test_failing_cell_is_recorded_and_run_continues(tmp_path, decay_plugin):
     run_cli(["run", "-p", decay_plugin, "--task", "decay", "--backend", "torch-backprop", "--tol", "1e-12,1e-3",
-             "--solver-opt", "max_steps=15", "--opt", "n_times=3", "--steps", "2", "--out", str(tmp_path), "--run-id", "f", "--quiet"])
+             "--solver-opt", "max_steps=15", "--opt", "n_times=3", "--steps", "2", "--out", str(tmp_path), "--run-id", "f", "--quiet"],
+            expect=1)  # a cell not ok: exit 1
     frame = pd.read_parquet(tmp_path / "f.parquet").set_index("rtol")
     assert frame.loc[1e-12, "status"] == "failed"
     assert "MaxStepsError" in frame.loc[1e-12, "error"] and "max_steps=15" in frame.loc[1e-12, "error"]
@@ -103,7 +104,7 @@ def test_nan_loss_is_diverged(tmp_path, monkeypatch):
     (tmp_path / "nan_task_plugin.py").write_text(NAN_TASK)
     monkeypatch.syspath_prepend(str(tmp_path))
     run_cli(["run", "-p", "nan_task_plugin", "--task", "nanloss", "--backend", "torch-backprop",
-             "--out", str(tmp_path), "--run-id", "d", "--quiet"])
+             "--out", str(tmp_path), "--run-id", "d", "--quiet"], expect=1)  # a diverged cell: exit 1
     row = pd.read_parquet(tmp_path / "d.parquet").iloc[0]
     assert row["status"] == "diverged" and row["error"] == "loss became nan at iteration 2"
     assert pd.isna(row["metric"])

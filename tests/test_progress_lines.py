@@ -53,7 +53,8 @@ def test_quiet_prints_no_progress(tmp_path):
 
 def test_failed_cell_line_names_the_error(tmp_path, decay_plugin):
     result = invoke(["run", "-p", decay_plugin, "--task", "decay", "--backend", "torch-backprop", "--tol", "1e-12,1e-3",
-                     "--solver-opt", "max_steps=15", "--opt", "n_times=3", "--steps", "2", "--out", str(tmp_path)])
+                     "--solver-opt", "max_steps=15", "--opt", "n_times=3", "--steps", "2", "--out", str(tmp_path)],
+                    expect=1)  # the 1e-12 cell failed
     statuses = {label.split(" rtol=")[1].split()[0]: (status, extra) for _, _, label, status, _, extra in
                 progress_lines(result.stderr)}
     assert statuses["1e-12"][0] == "failed" and "MaxStepsError" in statuses["1e-12"][1]
