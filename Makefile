@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench reference clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem mlp100 --tols 1e-3,1e-5 --repeats 10
 	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem latent --tols 1e-3,1e-5 --repeats 10
 	$(PY) -m benchmarks.jax_vs_diffrax
+	$(PY) -m benchmarks.peer_overhead
+
+reference: $(STAMP)
+	bash results/reference.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks
