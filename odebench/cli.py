@@ -10,6 +10,7 @@ from typing import Optional
 import click
 
 from .errors import InvalidInputError, OdebenchError
+from .resume import check_run_id
 
 
 class _Group(click.Group):
@@ -35,6 +36,9 @@ plugin_option = click.option(
 )
 
 
+KINDS = ("solver", "backend", "task", "runtime", "executor")
+
+
 def _registry(plugins):
     from .plugins import make_registry
 
@@ -58,7 +62,7 @@ def list_cmd(plugins, as_json: bool) -> None:
     """Every registered solver, backend and task, with the plugin that provided it."""
     reg = _registry(plugins)
     rows = []
-    for kind in ("solver", "backend", "task", "runtime"):
+    for kind in KINDS:
         for name, item in sorted(reg.entries(kind).items()):
             row = {"kind": kind, "name": name, "plugin": item.plugin, "version": item.version}
             spec = item.spec
@@ -80,11 +84,12 @@ def list_cmd(plugins, as_json: bool) -> None:
             else:
                 row["detail"] = spec.description
                 row["available"] = reg.available(name, kind)
+                row["extra"] = getattr(spec, "extra", "") or name
             rows.append(row)
     if as_json:
         click.echo(json.dumps({"items": rows, "load_errors": [list(e) for e in reg.load_errors]}, indent=2))
         return
-    for kind in ("solver", "backend", "task", "runtime"):
+    for kind in KINDS:
         items = [r for r in rows if r["kind"] == kind]
         click.echo(f"{kind}s ({len(items)}):")
         for r in items:
@@ -107,6 +112,20 @@ def _split(text: Optional[str], what: str, convert=str) -> list:
         except ValueError:
             raise InvalidInputError(f"{what}: {x!r} is not a valid {convert.__name__}") from None
     return out
+
+
+def _seeds(text: str) -> list:
+    """--seed: comma-separated integers and inclusive ranges A..B (``0..999`` is 1,000 seeds)."""
+    seeds = []
+    for item in _split(text, "--seed"):
+        low, dots, high = item.partition("..")
+        try:
+            seeds += list(range(int(low), int(high) + 1)) if dots else [int(item)]
+        except ValueError:
+            raise InvalidInputError(f"--seed: {item!r} is not an integer or a range A..B of integers") from None
+        if dots and int(high) < int(low):
+            raise InvalidInputError(f"--seed: the range {item!r} is empty (A..B needs A <= B)")
+    return seeds
 
 
 def _tolerance_pairs(tol, rtol, atol) -> list:
@@ -162,7 +181,7 @@ def _task_options(pairs) -> dict:
                    "for no sweep.  [default: the task's, e.g. mnist 1e-1,1e-2,1e-3,1e-4,1e-5; cnf none]")
 @click.option("--steps", type=int, default=None, help="Training iterations (task default if omitted).")
 @click.option("--batch-size", type=int, default=None, help="Batch size (task default if omitted).")
-@click.option("--seed", default="0", show_default=True, help="Seed(s), comma separated.")
+@click.option("--seed", default="0", show_default=True, help="Seed(s), comma separated; A..B is a range.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--dtype", default=None, type=click.Choice(["float32", "float64"]),
               help="Floating-point type of every cell.  [default: the task's: float32, detest float64]")
@@ -172,33 +191,50 @@ def _task_options(pairs) -> dict:
 @click.option("--solver-opt", "solver_opts", multiple=True, metavar="KEY=VALUE",
               help="Solver option (repeatable), e.g. step_size=0.05 or max_steps=2000.")
 @click.option("--run-id", default=None, help="Name of the run (default: run-<date>-<time>-<pid>).")
+@click.option("--executor", default=None,
+              help="Where cells run: serial (this process), process (a fresh process per cell), dask.  "
+                   "[default: serial for one cell, process for a grid; ODEBENCH_EXECUTOR overrides]")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Cells at a time (process), or the LocalCluster's size (dask).  Alone it selects process.")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="Stop a cell after this long; its row gets status timeout.  Needs process or dask.")
+@click.option("--threads", type=int, default=None,
+              help="Framework threads per cell (process, dask).  [default: cores / workers; one worker: the framework's]")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="A running Dask scheduler (tcp://host:8786) to submit the cells to (with --executor dask).")
+@click.option("--resume", "resume", default=None, metavar="RUN_ID",
+              help="Run the cells of run RUN_ID (in --out) that have no ok row, appending to its result file.")
 @click.option("--quiet", is_flag=True, help="No progress output (bars on a terminal, lines elsewhere).")
 @plugin_option
-def run_cmd(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batch_size, seed, device, dtype, out_dir, csv, opts,
-            solver_opts, run_id, quiet, plugins):
+@click.pass_context
+def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batch_size, seed, device, dtype, out_dir,
+            csv, opts, solver_opts, run_id, executor, workers, timeout, threads, scheduler, resume, quiet, plugins):
     """Run a grid of cells (task x model x backend x solver x tolerance x seed); one result row per cell.
 
-    A model without an ODE (e.g. mnist's resnet) runs once per framework and seed."""
-    from .harness import RunConfig, run_grid
+    A model without an ODE (e.g. mnist's resnet) runs once per framework and seed.  Exit 0 when
+    every cell is ok, 1 when some are not (their rows are kept), 2 on bad input (nothing ran)."""
+    from .execution import ExecutorSettings
+    from .harness import run_grid
     from .report import print_table
 
-    reg = _registry(plugins)
-    config = RunConfig(
-        tasks=_split(task, "--task"), models=_split(model, "--model") or None,
-        backends=_split(backend, "--backend"), solvers=_split(solver, "--solver"),
-        tolerances=_tolerance_pairs(tol, rtol, atol), eval_tolerances=_eval_tolerances(eval_tol),
-        seeds=_split(seed, "--seed", int), steps=steps,
-        batch_size=batch_size, device=device, dtype=dtype, task_options=_task_options(opts),
-        solver_options={k: _number(v) for k, v in _task_options(solver_opts).items()},
-        out_dir=out_dir, csv=csv, run_id=run_id,
-    )
+    settings = ExecutorSettings(workers=workers, timeout=timeout, threads=threads, scheduler=scheduler)
+    if resume is not None:
+        reg, config = _resumed(ctx, resume, out_dir)
+    else:
+        check_run_id(run_id, "--run-id")
+        reg, config = _registry(plugins), _config(task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
+                                                  batch_size, seed, device, dtype, out_dir, csv, opts, solver_opts, run_id)
     _check_devices(reg, config)
     bars = _Progress(quiet)
     try:
         store = run_grid(config, reg, on_cell_start=bars.cell_start, on_cell_end=bars.cell_end,
-                         progress_factory=bars.iterations)
+                         progress_factory=bars.iterations, executor=executor, settings=settings,
+                         resume=resume is not None)
     finally:
         bars.close()
+    if resume is not None and not store.rows:
+        click.echo(f"every cell of {store.run_id} already has an ok row: nothing to run ({store.path})")
+        return
     frame = __import__("pandas").DataFrame(store.rows)
     print_table(frame)
     click.echo(f"\nresults: {store.path}" + (f" and {store.csv_path}" if store.csv_path else ""))
@@ -206,6 +242,41 @@ def run_cmd(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batc
     if summary:
         click.echo(summary, err=True)
         sys.exit(1)
+
+
+# what --resume leaves to the command line; everything else comes from the run's grid
+RESUME_OPTIONS = {"out_dir", "executor", "workers", "timeout", "threads", "scheduler", "resume", "quiet"}
+
+
+def _resumed(ctx, run_id: str, out_dir: str):
+    """The registry and configuration of run ``run_id``, from the grid it saved when it started."""
+    from .resume import load_grid
+
+    given = [p for p in ctx.command.params if p.name not in RESUME_OPTIONS
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join(p.opts[0] for p in given)
+        raise InvalidInputError(f"--resume takes the grid from run {run_id}; do not give {flags} with it "
+                                "(allowed: --out, --executor, --workers, --timeout, --threads, --scheduler, --quiet)")
+    config, plugins, options = load_grid(out_dir, run_id)
+    from .plugins import make_registry
+
+    return make_registry(plugins, **options), config
+
+
+def _config(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batch_size, seed, device, dtype, out_dir,
+            csv, opts, solver_opts, run_id):
+    from .grid import RunConfig
+
+    return RunConfig(
+        tasks=_split(task, "--task"), models=_split(model, "--model") or None,
+        backends=_split(backend, "--backend"), solvers=_split(solver, "--solver"),
+        tolerances=_tolerance_pairs(tol, rtol, atol), eval_tolerances=_eval_tolerances(eval_tol),
+        seeds=_seeds(seed), steps=steps,
+        batch_size=batch_size, device=device, dtype=dtype, task_options=_task_options(opts),
+        solver_options={k: _number(v) for k, v in _task_options(solver_opts).items()},
+        out_dir=out_dir, csv=csv, run_id=run_id,
+    )
 
 
 def _row_label(row: dict) -> str:
@@ -282,18 +353,13 @@ class _Progress:
     def __init__(self, quiet: bool) -> None:
         self.mode = _progress_mode(quiet)
         self.grid = None
-        self.started = 0.0
 
-    def cell_start(self, index, total, cell) -> None:
-        import time
-
-        self.started = time.perf_counter()
-        if self.mode != "bars":
+    def cell_start(self, job) -> None:
+        if self.mode != "bars" or self.grid is not None:
             return
         from tqdm import tqdm
 
-        if self.grid is None:
-            self.grid = tqdm(total=total, desc="grid", unit="cell", position=0)
+        self.grid = tqdm(total=None, desc="grid", unit="cell", position=0)
 
     def iterations(self, cell):
         if self.mode != "bars":
@@ -313,26 +379,26 @@ class _Progress:
 
         return _Bar()
 
-    def cell_end(self, index, total, cell, row) -> None:
+    def cell_end(self, done, total, cell, row) -> None:
         if self.grid is not None:
+            self.grid.total = total
             self.grid.update(1)
             self.grid.set_postfix_str(f"last: {row['status']}")
         elif self.mode == "lines":
-            click.echo(_cell_line(index, total, cell, row, self.started), err=True)
+            click.echo(_cell_line(done, total, cell, row), err=True)
 
     def close(self) -> None:
         if self.grid is not None:
             self.grid.close()
 
 
-def _cell_line(index, total, cell, row, started: float) -> str:
+def _cell_line(done, total, cell, row) -> str:
     """``[3/28] <cell label>: ok in 18.1 s (metric 3.1493)``; a failure gives its error's first line."""
-    import time
-
     from .report import _missing
 
     status = row.get("status")
-    line = f"[{index + 1}/{total}] {cell.label()}: {status} in {time.perf_counter() - started:.1f} s"
+    took = "" if _missing(row.get("time_total_s")) else f" in {float(row['time_total_s']):.1f} s"
+    line = f"[{done}/{total}] {cell.label()}: {status}{took}"
     if status == "ok" and not _missing(row.get("metric")):
         return f"{line} (metric {float(row['metric']):.4f})"
     error = "" if _missing(row.get("error")) else str(row["error"]).strip()

@@ -213,4 +213,5 @@ def _task_cells(config: RunConfig, registry: Registry, spec: TaskSpec) -> list[C
 def plan(config: RunConfig, registry: Registry) -> list[Cell]:
     """Validate every name, value and data set up front, then expand the grid (nothing has run yet)."""
     _check_grid(config, registry)
-    return [cell for name in dict.fromkeys(config.tasks) for cell in _task_cells(config, registry, registry.task(name))]
+    cells = [cell for name in dict.fromkeys(config.tasks) for cell in _task_cells(config, registry, registry.task(name))]
+    return list(dict.fromkeys(cells))  # a cell named twice (--seed 0,0) runs once: a run has one row per cell

@@ -27,12 +27,14 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import OdebenchError
+from .errors import MissingDependencyError, OdebenchError
+from .execution import ExecutorSettings, check_settings, choose_executor, make_jobs
 from .grid import Cell, RunConfig, build_task_options, eval_tolerances, plan  # noqa: F401  (re-exported)
 from .grid import solver_options
 from .plugins import Registry
 from .protocols import BoundOdeint
-from .results import ResultStore, library_versions, new_run_id, now_iso, provenance, to_json
+from .results import ResultStore, cell_key, library_versions, new_run_id, now_iso, provenance, to_json
+from .resume import save_grid
 from .solve.setup import DEFAULT_ATOL, DEFAULT_RTOL
 from .specs import SolveStats, TaskSpec
 
@@ -45,7 +47,23 @@ def _mean(xs) -> Optional[float]:
     return statistics.fmean(xs) if xs else None
 
 
+def _reset_peak_rss() -> None:
+    """Restart the process's peak-RSS mark (Linux: writing 5 to clear_refs resets VmHWM), so
+    ``process_peak_rss_bytes`` is this cell's even when the process ran cells before it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_rss_bytes() -> int:
+    """VmHWM (reset per cell) where Linux has it, else the process's lifetime peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
@@ -68,6 +86,7 @@ def _new_row(cell: Cell, config: RunConfig, spec: TaskSpec, framework: str, run_
 def run_cell(cell: Cell, config: RunConfig, registry: Registry, run_id: str,
              progress: Optional[Callable[[int, int], None]] = None) -> dict:
     """Train and evaluate one cell; always returns a row (status ok, failed or diverged)."""
+    _reset_peak_rss()
     started = time.perf_counter()
     spec = registry.task(cell.task)
     framework = framework_of(cell, registry)
@@ -83,6 +102,14 @@ def run_cell(cell: Cell, config: RunConfig, registry: Registry, run_id: str,
             row["error"] += " | " + traceback.format_exc(limit=-3).strip().replace("\n", " / ")[-800:]
     row["time_total_s"] = time.perf_counter() - started
     row["process_peak_rss_bytes"] = _peak_rss_bytes()
+    return row
+
+
+def stopped_row(job, registry: Registry, status: str, error: str, elapsed: float) -> dict:
+    """The row of a cell whose process died or was stopped (the coordinator writes it)."""
+    spec = registry.task(job.cell.task)
+    row = _new_row(job.cell, job.config, spec, framework_of(job.cell, registry), job.run_id)
+    row.update(status=status, error=error, time_total_s=elapsed, threads_per_cell=job.threads)
     return row
 
 
@@ -216,20 +243,41 @@ def _summarise(row: dict, counts: dict, fwd: list, bwd: list, probe) -> None:
 
 
 def run_grid(config: RunConfig, registry: Registry, on_cell_start=None, on_cell_end=None,
-             progress_factory=None) -> ResultStore:
-    """Run every cell, appending each row to the store as soon as the cell ends."""
+             progress_factory=None, executor: Optional[str] = None,
+             settings: ExecutorSettings = ExecutorSettings(), resume: bool = False) -> ResultStore:
+    """Run every cell (with ``resume``: every cell of run ``config.run_id`` without an ok row)
+    on an executor, writing each row as soon as its cell ends and consolidating at the end.
+
+    Everything is checked before the first cell starts: the grid (``plan``), the executor and its
+    settings, the output folder.  ``on_cell_start(job)`` / ``on_cell_end(done, total, cell, row)``
+    report progress."""
     cells = plan(config, registry)
     store = ResultStore(config.out_dir, config.run_id or new_run_id(), csv=config.csv)
-    for index, cell in enumerate(cells):
-        if on_cell_start:
-            on_cell_start(index, len(cells), cell)
-        progress = progress_factory(cell) if progress_factory else None
-        try:
-            row = run_cell(cell, config, registry, store.run_id, progress=progress.update if progress else None)
-        finally:
-            if progress:
-                progress.close()
-        store.append(row)
-        if on_cell_end:
-            on_cell_end(index, len(cells), cell, row)
+    todo = list(range(len(cells)))
+    if resume:
+        finished = {cell_key(row) for row in store.previous_rows() if row.get("status") == "ok"}
+        todo = [i for i in todo if cell_key(cells[i]) not in finished]
+    name = choose_executor(executor, settings, len(todo))
+    runner = _executor(registry, name, settings)
+    save_grid(store, config, registry)
+    jobs = make_jobs([cells[i] for i in todo], config, registry, store.run_id, settings, todo)
+    try:
+        for done, (job, row) in enumerate(runner.run(jobs, registry, on_cell_start, progress_factory), 1):
+            row["executor"] = name
+            store.append(row)
+            if on_cell_end:
+                on_cell_end(done, len(jobs), job.cell, row)
+    finally:
+        store.consolidate()
     return store
+
+
+def _executor(registry: Registry, name: str, settings: ExecutorSettings):
+    """The executor called ``name``, its settings checked (before anything runs)."""
+    spec = registry.get("executor", name).spec
+    missing = registry.missing(name, "executor")
+    if missing:
+        raise MissingDependencyError(f"executor {name!r} needs {', '.join(missing)}, which is not installed "
+                                     f"(install it with pip install 'odebench[{spec.extra}]')")
+    check_settings(name, spec, settings)
+    return registry.executor(name)(settings)

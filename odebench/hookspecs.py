@@ -29,3 +29,8 @@ def odebench_register_tasks(register):
 @hookspec
 def odebench_register_runtimes(register):
     """Register framework runtimes: call ``register(RuntimeSpec(...))``, one per framework."""
+
+
+@hookspec
+def odebench_register_executors(register):
+    """Register ways to run a grid's cells: call ``register(ExecutorSpec(...))``."""

@@ -6,6 +6,7 @@ so tests stay isolated and ``-p``/environment settings apply per run.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -20,13 +21,14 @@ import pluggy
 
 from . import hookspecs
 from .errors import DuplicateNameError, MissingDependencyError, PluginLoadError, UnknownNameError
-from .specs import BackendSpec, RuntimeSpec, SolverSpec, TaskSpec, Tableau
+from .specs import BackendSpec, ExecutorSpec, RuntimeSpec, SolverSpec, TaskSpec, Tableau
 
 ENTRY_POINT_GROUP = "odebench"
-BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch", "odebench_jax", "odebench_tasks", "odebench_peers")
+BUILTIN_PLUGINS = ("odebench_solvers", "odebench_torch", "odebench_jax", "odebench_tasks", "odebench_peers",
+                   "odebench_executors")
 PLUGINS_ENV = "ODEBENCH_PLUGINS"
 DISABLE_ENV = "ODEBENCH_DISABLE_PLUGINS"
-KINDS = ("solver", "backend", "task", "runtime")
+KINDS = ("solver", "backend", "task", "runtime", "executor")
 
 
 @dataclass(frozen=True)
@@ -61,17 +63,26 @@ def _importable(module: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict:
+    """Top-level module -> distributions; scanning every installed package's metadata takes
+    about 0.3 s, so once per process (a cell's fresh process builds a registry too)."""
+    return metadata.packages_distributions()
+
+
 def _distribution_version(module_name: str) -> str:
     top = module_name.split(".")[0]
+    from . import __version__
+
+    if top in BUILTIN_PLUGINS or top == "odebench":
+        return __version__
     try:
-        dists = metadata.packages_distributions().get(top, [])
+        dists = _packages_distributions().get(top, [])
         if dists:
             return metadata.version(dists[0])
     except Exception:  # metadata is best effort
         pass
-    from . import __version__
-
-    return __version__ if top in BUILTIN_PLUGINS or top == "odebench" else "unknown"
+    return "unknown"
 
 
 class Registry:
@@ -80,6 +91,7 @@ class Registry:
     def __init__(self, pm: pluggy.PluginManager, load_errors: list[tuple[str, str]]) -> None:
         self.plugin_manager = pm
         self.load_errors = load_errors  # (plugin name, error text) for plugins that failed
+        self.recipe: Optional[tuple] = None  # (plugins, make_plugin_manager kwargs), set by make_registry
         self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
         self._loaded: dict[tuple[str, str], Any] = {}  # (kind, name) -> loaded backend or runtime
         for kind, hook in (
@@ -87,6 +99,7 @@ class Registry:
             ("backend", pm.hook.odebench_register_backends),
             ("task", pm.hook.odebench_register_tasks),
             ("runtime", pm.hook.odebench_register_runtimes),
+            ("executor", pm.hook.odebench_register_executors),
         ):
             for impl in hook.get_hookimpls():
                 register = self._register_callback(kind, impl.plugin_name, impl.plugin)
@@ -103,7 +116,7 @@ class Registry:
 
     def _register_callback(self, kind: str, plugin_name: str, plugin: Any):
         expected = {"solver": (Tableau, SolverSpec), "backend": (BackendSpec,), "task": (TaskSpec,),
-                    "runtime": (RuntimeSpec,)}[kind]
+                    "runtime": (RuntimeSpec,), "executor": (ExecutorSpec,)}[kind]
         version = getattr(self.plugin_manager, "odebench_versions", {}).get(plugin_name)
         if version is None:
             version = _distribution_version(getattr(plugin, "__name__", plugin_name))
@@ -158,6 +171,10 @@ class Registry:
         """The Runtime of ``framework`` (see odebench.protocols), loaded once per registry."""
         return self._load("runtime", framework)
 
+    def executor(self, name: str):
+        """The executor class called ``name`` (see odebench.execution), loaded once per registry."""
+        return self._load("executor", name)
+
     def _load(self, kind: str, name: str):
         key = (kind, name)
         if key not in self._loaded:
@@ -165,7 +182,7 @@ class Registry:
             try:
                 loaded = spec.load()
             except ImportError as exc:
-                extra = getattr(spec, "extra", "") or spec.framework
+                extra = getattr(spec, "extra", "") or getattr(spec, "framework", name)
                 raise MissingDependencyError(
                     f"{kind} {name!r} cannot be loaded: {exc} (install it with pip install 'odebench[{extra}]')"
                 ) from exc
@@ -235,5 +252,8 @@ def make_plugin_manager(
 
 def make_registry(plugins: Iterable[str] = (), **kwargs: Any) -> Registry:
     """Build a plugin manager (see make_plugin_manager) and collect what its plugins register."""
+    plugins = tuple(plugins)
     pm, errors = make_plugin_manager(plugins, **kwargs)
-    return Registry(pm, errors)
+    registry = Registry(pm, errors)
+    registry.recipe = (plugins, dict(kwargs))  # how another process rebuilds the same registry
+    return registry

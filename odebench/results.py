@@ -1,16 +1,23 @@
 """The result row schema, the on-disk store (one parquet file per run) and provenance.
 
-Each finished cell is appended at once and the file is replaced atomically, so a run that is
-interrupted (Ctrl-C, kill) keeps every cell that finished before it.
+Each finished cell is written at once as a fragment of its own (``<run_id>.parts/*.parquet``,
+written to a temporary name and renamed, so atomic), at constant cost per cell; at the end of
+the run the fragments are consolidated into ``<run_id>.parquet`` (again atomically) and
+removed.  Reading a run merges its consolidated file with any fragments left beside it, so a
+run that is killed at any point -- between fragments, mid-consolidation -- reads back with
+every cell that finished, each once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import platform
 import socket
 import subprocess
+import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -38,9 +45,11 @@ REQUIRED_COLUMNS = IDENTITY + OUTCOME + ACCURACY + COST_NFE + COST_TIME + COST_M
 EXTRA_COLUMNS = ["solver_options", "initial_loss", "baseline_metric", "nfe_forward_first", "nfe_forward_last",
                  "nfe_backward_last", "steps_accepted_backward", "steps_rejected_backward", "nfe_eval",
                  "time_eval_s", "eval_tolerances", "warmup_s", "probe_slowdown", "process_peak_rss_bytes",
-                 "artifacts"]
+                 "artifacts", "executor", "threads_per_cell"]
 
-STATUSES = ("ok", "failed", "diverged")
+STATUSES = ("ok", "failed", "diverged", "timeout")
+# the columns that name a cell: a run holds one row per cell (the last written wins)
+CELL_KEY = ("task", "model", "backend", "solver", "rtol", "atol", "seed")
 
 
 def _version(dist: str) -> Optional[str]:
@@ -56,6 +65,7 @@ def library_versions(modules) -> str:
     return to_json({m: _version(m) for m in modules})
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -66,7 +76,8 @@ def _cpu_name() -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
-def _git_commit() -> Optional[str]:
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> Optional[str]:  # once per process: every row records it
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
@@ -103,30 +114,90 @@ def to_json(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _plain(value):
+    """A key value as plain Python: None for None and NaN, floats and ints as such."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    return float(value) if isinstance(value, float) else value
+
+
+def cell_key(values) -> tuple:
+    """The identity of a cell, from a row (mapping) or a Cell: equal for a Cell and its row read back."""
+    get = values.get if isinstance(values, dict) else lambda name: getattr(values, name)
+    return tuple(_plain(get(name)) for name in CELL_KEY)
+
+
 class ResultStore:
-    """Appends rows to ``<out>/<run_id>.parquet`` (and ``.csv`` if asked), atomically per row."""
+    """Writes one run's rows: a fragment per row as it arrives, consolidated by
+    :meth:`consolidate` into ``<out>/<run_id>.parquet`` (and ``.csv`` if asked)."""
 
     def __init__(self, out_dir, run_id: str, csv: bool = False) -> None:
         self.out_dir = check_writable_dir(out_dir, "--out")
         self.run_id = run_id
         self.path = self.out_dir / f"{run_id}.parquet"
+        self.parts = fragments_dir(self.path)
         self.csv_path = self.out_dir / f"{run_id}.csv" if csv else None
         self.rows: list[dict] = []
 
     def append(self, row: dict) -> None:
+        """Write ``row`` as a fragment of its own (atomic; its cost does not grow with the run)."""
         import pandas as pd
 
         self.rows.append(row)
-        frame = normalise(pd.DataFrame(self.rows))
+        self.parts.mkdir(exist_ok=True)
+        frame = normalise(pd.DataFrame([row]))
+        name = f"{time.time_ns():020d}-{os.getpid()}-{len(self.rows):06d}.parquet"
+        _atomic_write(self.parts / name, lambda p: frame.to_parquet(p, index=False))
+
+    def previous_rows(self) -> list[dict]:
+        """The rows already on disk for this run (for --resume); [] for a new run."""
+        return _run_rows(self.path)
+
+    def consolidate(self) -> None:
+        """Merge the fragments into the run's file (atomically), then remove them."""
+        fragments = _fragments(self.parts)
+        if not fragments and (self.path.exists() or not self.rows):
+            return
+        import pandas as pd
+
+        frame = normalise(pd.DataFrame(_run_rows(self.path)))
         _atomic_write(self.path, lambda p: frame.to_parquet(p, index=False))
         if self.csv_path is not None:
             _atomic_write(self.csv_path, lambda p: frame.to_csv(p, index=False))
+        for fragment in fragments:
+            fragment.unlink(missing_ok=True)
+        try:
+            self.parts.rmdir()
+        except OSError:  # another writer's fragment, or already gone
+            pass
 
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
     os.replace(tmp, path)
+
+
+def fragments_dir(path: Path) -> Path:
+    return path.with_name(f"{path.stem}.parts")
+
+
+def _fragments(parts: Path) -> list[Path]:
+    return sorted(parts.glob("*.parquet")) if parts.is_dir() else []
+
+
+def _run_rows(path: Path) -> list[dict]:
+    """A run's rows: its consolidated file's, then its fragments' in the order written, one per
+    cell (the last written wins: a resumed cell replaces its earlier failed row)."""
+    import pandas as pd
+
+    rows = pd.read_parquet(path).to_dict("records") if path.exists() else []
+    for fragment in _fragments(fragments_dir(path)):
+        rows += pd.read_parquet(fragment).to_dict("records")
+    latest = {cell_key(row): row for row in rows}
+    return list(latest.values())
 
 
 def normalise(frame):
@@ -171,14 +242,19 @@ def check_writable_file(path, what: str) -> Path:
 
 def read_result_file(path) -> "pd.DataFrame":
     """One result file (parquet, or csv by its suffix), checked: a missing, unreadable, empty
-    or non-result file is a one-line InvalidInputError naming the file."""
+    or non-result file is a one-line InvalidInputError naming the file.  A run's parquet file
+    is read with the fragments beside it (a run still going, or killed before it consolidated)."""
     import pandas as pd
 
     path = Path(path)
-    if not path.exists():
+    in_progress = path.suffix == ".parquet" and bool(_fragments(fragments_dir(path)))
+    if not path.exists() and not in_progress:
         raise InvalidInputError(f"result file not found: {path}")
     try:
-        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path)
+        else:  # with the fragments of a run that is running or was killed
+            frame = pd.DataFrame(_run_rows(path)) if in_progress else pd.read_parquet(path)
     except (OSError, ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's errors are these too
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise InvalidInputError(f"cannot read {path} as a result file (parquet or csv): {reason}") from None

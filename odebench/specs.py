@@ -93,6 +93,21 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
+class ExecutorSpec:
+    """A way to run a grid's cells (odebench.execution): in this process, in processes of their
+    own, on a Dask cluster.  ``load()`` returns the executor's class, called with the run's
+    ``ExecutorSettings``; ``requires`` / ``extra`` as for a backend.  ``isolates``: each cell
+    runs in a process the coordinator can stop, so a crash or ``--timeout`` ends that cell only."""
+
+    name: str
+    load: Callable[[], Any]
+    description: str = ""
+    requires: tuple = ()
+    extra: str = ""
+    isolates: bool = True
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One row of a task's table: a model the task trains.  ``ode=False`` (a ResNet, an RNN
     baseline) runs once per framework and seed, with no solver, tolerance or gradient method."""

@@ -1,7 +1,13 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# The suite's grids test tasks, not execution: they run in the test's process (a fresh process
+# per cell would add about 2 s of imports to each).  tests/test_executors.py runs every executor,
+# and the default choice, explicitly.
+os.environ.setdefault("ODEBENCH_EXECUTOR", "serial")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

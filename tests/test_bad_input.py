@@ -37,7 +37,7 @@ def one_line_error(args, needle):
     (["--solver", "dopri5,rk4", "--solver-opt", "safety=0.8"], "unknown option(s) safety for fixed-step solver 'rk4'"),
     (["--solver-opt", "max_steps"], "must look like key=value"),
     # the other options of run
-    (["--seed", "a"], "--seed: 'a' is not a valid int"),
+    (["--seed", "a"], "--seed: 'a' is not an integer or a range A..B"),
     (["--steps", "0"], "--steps must be at least 1, got 0"),
     (["--steps", "-1"], "--steps must be at least 1, got -1"),
     (["--steps", "x"], "Invalid value for '--steps': 'x' is not a valid integer"),

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from odebench.cli import main
-from odebench.results import REQUIRED_COLUMNS
+from odebench.results import REQUIRED_COLUMNS, read_result_file
 
 from .conftest import EXAMPLES, ROOT
 
@@ -122,14 +122,16 @@ def test_interrupted_run_keeps_finished_rows(tmp_path, sig):
            "--backend", "torch-backprop", "--tol", "1e-3,1e-4,1e-5,1e-6,1e-7,1e-8", "--steps", "150",
            "--out", str(tmp_path), "--run-id", "k", "--quiet"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    path = tmp_path / "k.parquet"
+    path, parts = tmp_path / "k.parquet", tmp_path / "k.parts"
     deadline = time.time() + 120
-    while time.time() < deadline and not path.exists():
+    while time.time() < deadline and not list(parts.glob("*.parquet")):  # the first cell's row is on disk
         time.sleep(0.05)
-    assert path.exists(), proc.communicate()
+    assert list(parts.glob("*.parquet")), proc.communicate()
     proc.send_signal(sig)
     proc.wait(timeout=60)
-    frame = pd.read_parquet(path)
+    # SIGINT: the run consolidated its fragments on the way out; SIGKILL: they are read as they lie
+    assert path.exists() == (sig == signal.SIGINT) and parts.exists() == (sig == signal.SIGKILL)
+    frame = read_result_file(path)
     assert 1 <= len(frame) < 6
     assert set(frame["status"]) == {"ok"}
     assert list(frame["rtol"]) == [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8][: len(frame)]
@@ -162,7 +164,7 @@ def test_report_over_two_files(tmp_path, decay_plugin):
     (["--opt", "colour=red"], "unknown option(s) colour for task 'decay'; allowed: "),
     (["--opt", "n_times=many"], "task option n_times='many' is not a valid int"),
     (["--opt", "t_end=-1"], "t_end must be > 0"),
-    (["--seed", "x"], "--seed: 'x' is not a valid int"),
+    (["--seed", "x"], "--seed: 'x' is not an integer or a range A..B"),
     (["--rtol", "1e-3,1e-4", "--atol", "1e-3,1e-4,1e-5"], "they pair up"),
     (["--device", "cuda"], "--device cuda asked for, but torch"),
     (["--device", "tpu"], "unknown device 'tpu'"),
