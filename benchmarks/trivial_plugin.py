@@ -4,7 +4,8 @@
 grid of 1,000 cells whose own work is a few microseconds, so its time is odebench's: planning,
 process or Dask overhead, the result file.  The options make a cell misbehave on purpose, for
 the tests of isolation: ``abort_seed`` aborts the cell's process (SIGABRT), ``hang_seed`` sleeps
-far past any timeout, ``work_ms`` busy-waits per step (a stand-in for real work).
+far past any timeout, ``big_seed`` touches ``big_mb`` MiB (a peak-RSS figure to find),
+``work_ms`` busy-waits per step (a stand-in for real work).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class TrivialOptions:
     work_ms: float = 0.0
     abort_seed: int = -1
     hang_seed: int = -1
+    big_seed: int = -1  # this seed's cell holds big_mb of touched memory during its steps
+    big_mb: int = 200
 
 
 class PyRuntime:
@@ -72,6 +75,10 @@ class TrivialProblem:
             os.abort()
         if self.seed == self.options.hang_seed:
             time.sleep(3600)
+        if self.seed == self.options.big_seed:
+            held = bytearray(self.options.big_mb << 20)  # zero pages: touch them so they count in RSS
+            held[::4096] = b"\x01" * len(held[::4096])
+            del held
         start = time.perf_counter()
         while (time.perf_counter() - start) * 1e3 < self.options.work_ms:
             pass

@@ -216,6 +216,7 @@ def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
     from .execution import ExecutorSettings
     from .harness import run_grid
     from .report import print_table
+    from .results import normalise
 
     settings = ExecutorSettings(workers=workers, timeout=timeout, threads=threads, scheduler=scheduler)
     if resume is not None:
@@ -235,8 +236,7 @@ def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
     if resume is not None and not store.rows:
         click.echo(f"every cell of {store.run_id} already has an ok row: nothing to run ({store.path})")
         return
-    frame = __import__("pandas").DataFrame(store.rows)
-    print_table(frame)
+    print_table(normalise(__import__("pandas").DataFrame(store.rows)))
     click.echo(f"\nresults: {store.path}" + (f" and {store.csv_path}" if store.csv_path else ""))
     summary = _failure_summary(store.rows)
     if summary:

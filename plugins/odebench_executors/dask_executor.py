@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 
 from odebench.execution import CellJob, ExecutorSettings, default_threads, execute_job, registry_for, thread_environment
 from odebench.harness import stopped_row
@@ -41,7 +42,7 @@ class DaskExecutor:
 
         if self.scheduler:
             return Client(self.scheduler, timeout=30), None
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # a cell that kills its worker: no retry
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR,
                                    env=thread_environment(self.threads), resources={"GPU": 1} if gpu else None)
@@ -50,21 +51,27 @@ class DaskExecutor:
     def run(self, jobs, registry, on_start=None, progress_factory=None):
         from distributed import as_completed
 
-        jobs = [dataclasses.replace(job, threads=self.threads) for job in jobs]
-        if not jobs:
+        pending = deque(dataclasses.replace(job, threads=self.threads) for job in jobs)
+        if not pending:
             return
-        gpu = str(jobs[0].config.device).startswith("cuda")
+        gpu = str(pending[0].config.device).startswith("cuda")
         client, cluster = self._client(gpu)
+        futures, running = {}, as_completed()
         try:
-            futures = {}
-            for job in jobs:
-                if on_start:
-                    on_start(job)
-                future = client.submit(run_on_worker, job, key=f"odebench-{job.run_id}-{job.index}", pure=False,
-                                       resources={"GPU": 1} if gpu else None)
-                futures[future] = job
-            for future in as_completed(futures):
-                yield futures[future], _row_of(future, futures[future], registry)
+            while pending or futures:
+                # one cell per worker thread at a time: a cell that kills its worker takes no queued
+                # cell down with it, and a cell starts when a thread is free for it
+                while pending and len(futures) < max(1, sum(client.nthreads().values())):
+                    job = pending.popleft()
+                    if on_start:
+                        on_start(job)
+                    future = client.submit(run_on_worker, job, key=f"odebench-{job.run_id}-{job.index}", pure=False,
+                                           resources={"GPU": 1} if gpu else None)
+                    futures[future] = job
+                    running.add(future)
+                future = next(running)
+                job = futures.pop(future)
+                yield job, _row_of(future, job, registry)
         finally:
             client.close()
             if cluster is not None:
@@ -78,8 +85,8 @@ def _row_of(future, job: CellJob, registry) -> dict:
     try:
         return future.result()
     except KilledWorker as exc:
-        error = (f"the Dask worker running the cell died ({exc}); a segfault, abort or out-of-memory kill "
-                 "(its worker's log names the signal)")
+        error = ("the Dask worker running the cell died: a segfault, abort or out-of-memory kill (the worker's "
+                 f"log names the signal) | KilledWorker: {exc}")
     except Exception as exc:  # the task itself never raises: run_cell turns errors into rows
         error = f"Dask: {type(exc).__name__}: {exc}"
     return stopped_row(job, registry, "failed", error, None)
