@@ -229,7 +229,8 @@ def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
     bars = _Progress(quiet)
     try:
         store = run_grid(config, reg, on_cell_start=bars.cell_start, on_cell_end=bars.cell_end,
-                         progress_factory=bars.iterations, executor=executor, settings=settings,
+                         progress_factory=bars.iterations if workers == 1 else None,  # one cell's bar at a time
+                         executor=executor, settings=settings,
                          resume=resume is not None)
     finally:
         bars.close()

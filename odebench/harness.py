@@ -261,13 +261,16 @@ def run_grid(config: RunConfig, registry: Registry, on_cell_start=None, on_cell_
     runner = _executor(registry, name, settings)
     save_grid(store, config, registry)
     jobs = make_jobs([cells[i] for i in todo], config, registry, store.run_id, settings, todo)
+    rows = runner.run(jobs, registry, on_cell_start, progress_factory)
     try:
-        for done, (job, row) in enumerate(runner.run(jobs, registry, on_cell_start, progress_factory), 1):
+        for done, (job, row) in enumerate(rows, 1):
             row["executor"] = name
             store.append(row)
             if on_cell_end:
                 on_cell_end(done, len(jobs), job.cell, row)
     finally:
+        if hasattr(rows, "close"):  # an interrupted run stops the executor's cells (its generator's cleanup)
+            rows.close()
         store.consolidate()
     return store
 
