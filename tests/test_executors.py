@@ -71,7 +71,7 @@ def test_dask_matches_serial_and_isolates(tmp_path, decay_plugin):
 
 
 def _fragments(path: Path) -> list:
-    return list(path.glob("*.parquet")) if path.is_dir() else []
+    return list(path.glob("*.json")) if path.is_dir() else []
 
 
 def test_resume_after_kill_runs_each_cell_once(tmp_path):
@@ -133,7 +133,7 @@ def test_store_fragments_read_consolidate_and_survive_a_crash(tmp_path):
     resumed.append(_row(3))
     frame = read_result_file(store.path)
     assert list(frame["seed"]) == [0, 1, 2, 3] and frame.set_index("seed").loc[1, "status"] == "failed"
-    tmp = store.parts / ".000-half-written.parquet.tmp"  # a fragment killed mid-write is ignored
+    tmp = store.parts / ".000-half-written.json.tmp"  # a fragment killed mid-write is ignored
     tmp.write_bytes(b"PAR1 garbage")
     assert len(read_result_file(store.path)) == 4
 

@@ -124,9 +124,9 @@ def test_interrupted_run_keeps_finished_rows(tmp_path, sig):
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     path, parts = tmp_path / "k.parquet", tmp_path / "k.parts"
     deadline = time.time() + 120
-    while time.time() < deadline and not list(parts.glob("*.parquet")):  # the first cell's row is on disk
+    while time.time() < deadline and not list(parts.glob("*.json")):  # the first cell's row is on disk
         time.sleep(0.05)
-    assert list(parts.glob("*.parquet")), proc.communicate()
+    assert list(parts.glob("*.json")), proc.communicate()
     proc.send_signal(sig)
     proc.wait(timeout=60)
     # SIGINT: the run consolidated its fragments on the way out; SIGKILL: they are read as they lie

@@ -1,0 +1,246 @@
+"""Cost per evaluation of odebench's JAX backends against diffrax's, on several problems (not a test).
+
+    python -m benchmarks.jax_cost [--problems mlp,mlp-wide,cnf,odenet] [--tols 1e-3,1e-5,1e-7]
+                                  [--repeats 15] [--warmup 2] [--out table.md]
+
+Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
+RecursiveCheckpointAdjoint; dopri5 (diffrax Dopri5 + PIDController(rtol, atol)), rtol = atol =
+tol, float32, one jitted ``value_and_grad`` of the problem's loss, compiled before timing.
+
+Problems (the dynamics ``func(t, y, args)`` and loss of each; the same arrays for both libraries):
+
+    mlp       Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2) with biases, weights N(0, 1/fan_in),
+              batch 512, t = [0, 1], loss sum(y(1)^2)
+    mlp-wide  the same MLP with weights N(0, 6.25/fan_in) (weight scale 2.5): a stiffer field that
+              takes several times the steps
+    cnf       the cnf task's dynamics (concatsquash 2-64-64-64-2, tanh) with the exact trace
+              (log-density channel), batch 512 of 8gaussians, t = [0, 0.5], loss the mean NLL
+    odenet    the mnist task's ODE block (GroupNorm-ReLU-ConcatConv x 2, width 16, 6x6 maps) on the
+              downsampled features of 32 digits, t = [0, 1], loss sum(y(1)^2) / batch
+
+Figures per method: time of value_and_grad and of the forward alone (medians of interleaved
+repeats; backward = the difference), the evaluations counted inside the vector field with a
+``jax.debug.callback`` in separate untimed runs (forward: in the loss alone; backward: the rest
+of value_and_grad), time per forward evaluation (forward ms / forward NFE), time per backward
+evaluation (backward ms / backward NFE), and compile seconds of the value_and_grad program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from functools import partial
+
+import numpy as np
+
+from benchmarks.problems import machine_info, machine_lines, task_problem
+
+PAIRS = (("jax-adjoint", "diffrax-backsolve"), ("jax-backprop", "diffrax-recursive"))
+PROBLEMS = ("mlp", "mlp-wide", "cnf", "odenet")
+
+
+class Counter:
+    """Evaluations of the vector field, counted through a host callback (counting runs only)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def bump(self) -> None:
+        self.calls += 1
+
+    def wrap(self, field):
+        import jax
+
+        def counted(t, y, args):
+            jax.debug.callback(self.bump)
+            return field(t, y, args)
+
+        return counted
+
+
+def _mlp(scale: float):
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    widths = [2, 64, 64, 2]
+    params = tuple((jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o, i)), jnp.float32),
+                    jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o,)), jnp.float32))
+                   for i, o in zip(widths[:-1], widths[1:]))
+    y0 = jnp.asarray(rng.standard_normal((512, 2)), jnp.float32)
+
+    def field(t, y, p):
+        (w1, b1), (w2, b2), (w3, b3) = p
+        h = jnp.tanh(y @ w1.T + b1)
+        return jnp.tanh(h @ w2.T + b2) @ w3.T + b3
+
+    return field, y0, params, (0.0, 1.0), lambda ys: jnp.sum(ys ** 2)
+
+
+def _cnf():
+    import jax.numpy as jnp
+
+    problem = task_problem("cnf", "jax", {"batch_size": "512", "hidden": "64"})
+    x = problem.batch(0)["x"]
+    y0 = (x, jnp.zeros((x.shape[0], 1), x.dtype))
+    from odebench_tasks.cnf.jax_model import standard_normal_logprob
+
+    def loss(ys):
+        z, logp = ys
+        return -jnp.mean(standard_normal_logprob(z) - logp[:, 0])
+
+    return problem.dynamics, y0, (problem.model, None), (0.0, float(problem.times[-1])), loss
+
+
+def _odenet():
+    import jax.numpy as jnp
+    from odebench_tasks.mnist import jax_nets
+
+    problem = task_problem("mnist", "jax", {"width": "16", "n_blocks": "2", "batch_size": "32"})
+    h = jax_nets._downsample(problem.model, problem.batch(0)["x"])
+    return jax_nets.odefunc, h, jax_nets.odefunc_args(problem.model), (0.0, 1.0), \
+        lambda ys: jnp.sum(ys ** 2) / ys.shape[0]
+
+
+def build(name: str):
+    return {"mlp": partial(_mlp, 1.0), "mlp-wide": partial(_mlp, 2.5), "cnf": _cnf, "odenet": _odenet}[name]()
+
+
+class Method:
+    """One side of a pair on one problem and tolerance: compiled programs, counts, timings."""
+
+    def __init__(self, name: str, problem, tol: float) -> None:
+        import jax
+
+        self.name, self.tol = name, tol
+        self.field, self.y0, self.args, self.span, self.loss_of = problem
+        loss = partial(self.loss, field=self.field)
+        t0 = time.perf_counter()
+        self.grad = jax.jit(jax.value_and_grad(loss)).lower(self.args).compile()
+        self.compile_s = time.perf_counter() - t0
+        self.fwd = jax.jit(loss).lower(self.args).compile()
+        self.nfe_fwd, self.nfe_bwd = self._count()
+
+    def solve_end(self, args, field):
+        import jax.numpy as jnp
+
+        t0, t1 = self.span
+        if self.name.startswith("jax-"):
+            import odebench
+            from odebench.specs import SolveStats
+
+            ys = odebench.backend(self.name).odeint(field, self.y0, jnp.asarray([t0, t1], jnp.float32), args,
+                                                     solver="dopri5", rtol=self.tol, atol=self.tol, stats=SolveStats())
+            return jax_tree_last(ys)
+        import diffrax
+
+        adjoint = diffrax.BacksolveAdjoint() if self.name == "diffrax-backsolve" else diffrax.RecursiveCheckpointAdjoint()
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Dopri5(), t0=t0, t1=t1, dt0=None, y0=self.y0,
+                                  args=args, stepsize_controller=diffrax.PIDController(rtol=self.tol, atol=self.tol),
+                                  adjoint=adjoint, saveat=diffrax.SaveAt(t1=True), max_steps=4096)
+        return jax_tree_last(sol.ys)
+
+    def loss(self, args, field):
+        return self.loss_of(self.solve_end(args, field))
+
+    def _count(self) -> tuple:
+        import jax
+
+        counter = Counter()
+        loss = partial(self.loss, field=counter.wrap(self.field))
+        jax.block_until_ready(jax.jit(loss)(self.args))
+        jax.effects_barrier()
+        fwd, counter.calls = counter.calls, 0
+        jax.block_until_ready(jax.jit(jax.value_and_grad(loss))(self.args))
+        jax.effects_barrier()
+        return fwd, counter.calls - fwd
+
+    def time_once(self) -> tuple:
+        import jax
+
+        t0 = time.perf_counter()
+        jax.block_until_ready(self.grad(self.args))
+        t1 = time.perf_counter()
+        jax.block_until_ready(self.fwd(self.args))
+        return t1 - t0, time.perf_counter() - t1
+
+
+def jax_tree_last(ys):
+    import jax
+
+    return jax.tree_util.tree_map(lambda a: a[-1], ys)
+
+
+def run_cell(problem_name: str, tol: float, repeats: int, warmup: int) -> list:
+    problem = build(problem_name)
+    methods = [Method(name, problem, tol) for pair in PAIRS for name in pair]
+    for _ in range(warmup):
+        for m in methods:
+            m.time_once()
+    totals = {m.name: [] for m in methods}
+    fwds = {m.name: [] for m in methods}
+    for i in range(repeats):
+        k = i % len(methods)
+        for m in methods[k:] + methods[:k]:
+            total, fwd = m.time_once()
+            totals[m.name].append(total)
+            fwds[m.name].append(fwd)
+    rows = []
+    for m in methods:
+        total, fwd = statistics.median(totals[m.name]), statistics.median(fwds[m.name])
+        bwd = max(total - fwd, 0.0)
+        rows.append({"problem": problem_name, "tol": tol, "method": m.name, "ms": total * 1e3, "fwd_ms": fwd * 1e3,
+                     "bwd_ms": bwd * 1e3, "nfe_fwd": m.nfe_fwd, "nfe_bwd": m.nfe_bwd,
+                     "us_per_fwd": fwd * 1e6 / max(m.nfe_fwd, 1), "us_per_bwd": bwd * 1e6 / max(m.nfe_bwd, 1),
+                     "compile_s": m.compile_s})
+    return rows
+
+
+def markdown(rows: list) -> str:
+    by = {(r["problem"], r["tol"], r["method"]): r for r in rows}
+    lines = ["| problem | tol | pair (odebench / diffrax) | ms per iteration | NFE fwd | NFE bwd | µs per fwd eval "
+             "| µs per bwd eval | fwd-eval ratio | bwd-eval ratio | compile s |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    met = total = 0
+    for (problem, tol, name), r in by.items():
+        for ours, theirs in PAIRS:
+            if name != ours:
+                continue
+            d = by[(problem, tol, theirs)]
+            f_ratio, b_ratio = r["us_per_fwd"] / d["us_per_fwd"], r["us_per_bwd"] / d["us_per_bwd"]
+            total += 1
+            met += f_ratio <= 1.0 and b_ratio <= 1.0
+            lines.append(f"| {problem} | {tol:.0e} | {ours} / {theirs} | {r['ms']:.1f} / {d['ms']:.1f} | "
+                         f"{r['nfe_fwd']} / {d['nfe_fwd']} | {r['nfe_bwd']} / {d['nfe_bwd']} | "
+                         f"{r['us_per_fwd']:.0f} / {d['us_per_fwd']:.0f} | {r['us_per_bwd']:.0f} / {d['us_per_bwd']:.0f} | "
+                         f"{f_ratio:.2f} | {b_ratio:.2f} | {r['compile_s']:.1f} / {d['compile_s']:.1f} |")
+    lines.append(f"\nCells at or below diffrax's cost per evaluation (forward and backward): {met}/{total}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--problems", default=",".join(PROBLEMS))
+    ap.add_argument("--tols", default="1e-3,1e-5,1e-7")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    rows = []
+    for problem in args.problems.split(","):
+        for tol in (float(x) for x in args.tols.split(",")):
+            cell = run_cell(problem, tol, args.repeats, args.warmup)
+            rows += cell
+            print("  " + ", ".join(f"{problem} {tol:.0e} {r['method']}: {r['ms']:.1f} ms "
+                                   f"({r['nfe_fwd']}+{r['nfe_bwd']} evals)" for r in cell), flush=True)
+    text = markdown(rows) + "\n\nMachine:\n\n" + machine_lines(machine_info("jax", "jaxlib", "diffrax", "equinox"))
+    print("\n" + text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
