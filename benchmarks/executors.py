@@ -1,15 +1,15 @@
 """What running a grid costs beyond its cells, and that its result file survives kills (not a test).
 
-    python -m benchmarks.executors [--cells 1000] [--kills 5] [--skip-throughput]
+    python -m benchmarks.executors [--cells 1000] [--kills 5] [--sections writing,kills,dask,throughput]
 
 1. Writing: the 1,000-cell trivial grid's rows (benchmarks/trivial_plugin.py, one real row
    each) appended to a ResultStore one by one -- time per append at the first and the last
    hundred cells, the consolidation at the end, the file's size -- against the old store that
    rewrote the whole parquet file per cell.
-2. Kills: the same grid run with ``odebench run --executor serial`` and SIGKILLed at random
-   moments --kills times; after each kill the file must read back with at least as many rows
+2. Kills: the same grid (5 ms of work per step) run with ``odebench run --executor serial`` and
+   SIGKILLed at random moments --kills times, each attempt after the first a ``--resume``; after each kill the file must read back with at least as many rows
    as the cells the run had reported finished, each once; ``--resume`` then completes it.
-3. Throughput: 8 small cnf cells (seeds 0..7, torch-adjoint, 20 steps, batch 64, tol 1e-3)
+3. Throughput: 8 small cnf cells (seeds 0..7, torch-adjoint, --cnf-steps steps, batch 64, tol 1e-3)
    run serially with the framework's threads (torch's default: one per core), serially with one
    thread, and on the process executor with --workers 1 and 2 (one thread per cell when two
    share the 2 cores: the fair setting); wall time of the whole command.
@@ -35,8 +35,7 @@ from benchmarks.problems import machine_info, machine_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = ["-p", "benchmarks.trivial_plugin", "--task", "trivial", "--backend", "py-none", "--quiet"]
-CNF = ["--task", "cnf", "--backend", "torch-adjoint", "--steps", "20", "--batch-size", "64", "--tol", "1e-3",
-       "--seed", "0..7", "--quiet"]
+CNF = ["--task", "cnf", "--backend", "torch-adjoint", "--batch-size", "64", "--tol", "1e-3", "--seed", "0..7", "--quiet"]
 
 
 def odebench(*args, env=None, check=True) -> float:
@@ -106,15 +105,16 @@ def kills(cells: int, times: int, out: Path) -> list:
     from odebench.results import read_result_file
 
     rng, report, reported_total = random.Random(0), [], 0
-    args = [sys.executable, "-m", "odebench", "run", *TRIVIAL, "--seed", f"0..{cells - 1}", "--executor", "serial",
-            "--out", str(out), "--opt", "work_ms=2"]
+    loud = [a for a in TRIVIAL if a != "--quiet"]  # progress lines count the cells each attempt finished
+    args = [sys.executable, "-m", "odebench", "run", *loud, "--seed", f"0..{cells - 1}", "--executor", "serial",
+            "--out", str(out), "--opt", "work_ms=5"]
     for attempt in range(times):
         cmd = args + (["--run-id", "k"] if attempt == 0 else [])
         if attempt:
             cmd = [sys.executable, "-m", "odebench", "run", "--resume", "k", "--out", str(out), "--executor", "serial"]
         env = _env({"ODEBENCH_PROGRESS": "lines"})
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(1.0, 4.0))
+        time.sleep(rng.uniform(0.5, 3.0))
         proc.send_signal(signal.SIGKILL)
         reported = len(re.findall(r"^\[\d+/\d+\]", proc.communicate()[1], flags=re.M))
         reported_total += reported
@@ -129,12 +129,13 @@ def kills(cells: int, times: int, out: Path) -> list:
     return report
 
 
-def throughput(out: Path) -> list:
+def throughput(out: Path, steps: int) -> list:
     runs = [("serial, torch's default threads", ["--executor", "serial"], {}),
             ("serial, 1 thread", ["--executor", "serial"], {"OMP_NUM_THREADS": "1"}),
             ("process, --workers 1", ["--executor", "process", "--workers", "1"], {}),
             ("process, --workers 2 (1 thread each)", ["--executor", "process", "--workers", "2"], {})]
-    return [(label, odebench(*CNF, *args, "--out", str(out), env=env)) for label, args, env in runs]
+    return [(label, odebench(*CNF, "--steps", str(steps), *args, "--out", str(out), env=env))
+            for label, args, env in runs]
 
 
 def dask_overhead(cells: int, out: Path) -> dict:
@@ -146,38 +147,47 @@ def dask_overhead(cells: int, out: Path) -> dict:
             "process_100": process}
 
 
+def print_writing(w: dict, cells: int) -> None:
+    ms = lambda s: f"{s * 1e3:.2f} ms"  # noqa: E731
+    print(f"\n### Writing {cells} rows\n\n| store | append, cells 1-100 | append, last 100 | all appends "
+          f"| consolidation | file |\n|---|---|---|---|---|---|")
+    print(f"| fragments (now) | {ms(w['new_first'])} | {ms(w['new_last'])} | {w['new_total']:.2f} s | "
+          f"{w['consolidate']:.2f} s | {w['size'] / 1024:.0f} KiB |")
+    print(f"| rewrite per cell (before) | {ms(w['old_first'])} | {ms(w['old_last'])} | {w['old_total']:.2f} s "
+          f"| - | {w['old_size'] / 1024:.0f} KiB |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cells", type=int, default=1000)
     ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--sections", default="writing,kills,dask,throughput")
+    ap.add_argument("--cnf-steps", type=int, default=100, help="training steps of each cnf cell (throughput)")
     args = ap.parse_args(argv)
     print(machine_lines(machine_info("pandas", "pyarrow", "distributed")))
+    sections = args.sections.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        w = writing(args.cells, tmp / "w")
-        ms = lambda s: f"{s * 1e3:.2f} ms"  # noqa: E731
-        print(f"\n### Writing {args.cells} rows\n\n| store | append, cells 1-100 | append, last 100 | all appends "
-              f"| consolidation | file |\n|---|---|---|---|---|---|")
-        print(f"| fragments (now) | {ms(w['new_first'])} | {ms(w['new_last'])} | {w['new_total']:.2f} s | "
-              f"{w['consolidate']:.2f} s | {w['size'] / 1024:.0f} KiB |")
-        print(f"| rewrite per cell (before) | {ms(w['old_first'])} | {ms(w['old_last'])} | {w['old_total']:.2f} s "
-              f"| - | {w['old_size'] / 1024:.0f} KiB |")
-        report = kills(args.cells, args.kills, tmp / "k")
-        print(f"\n### {args.kills} SIGKILLs of the {args.cells}-cell grid (then --resume)\n")
-        for i, r in enumerate(report, 1):
-            print(f"- kill {i}: file read back with {r['rows']} rows, each cell once "
-                  f"({r['reported_this_attempt']} cells reported finished by that attempt)")
-        print(f"- final --resume: {args.cells} cells, each once, all ok")
-        d = dask_overhead(args.cells, tmp / "d")
-        print(f"\n### Dask LocalCluster (2 workers) on the {args.cells}-cell trivial grid\n\n"
-              f"serial {d['serial']:.1f} s, dask {d['dask']:.1f} s: {d['per_cell_ms']:.1f} ms per cell over serial "
-              f"(cluster start included); process executor, 100 cells, 2 workers: {d['process_100']:.1f} s "
-              f"({d['process_100'] / 100 * 2e3:.0f} ms per cell per worker)")
-        if not args.skip_throughput:
-            rows = throughput(tmp / "t")
+        if "writing" in sections:
+            print_writing(writing(args.cells, tmp / "w"), args.cells)
+        if "kills" in sections:
+            report = kills(args.cells, args.kills, tmp / "k")
+            print(f"\n### {args.kills} SIGKILLs of the {args.cells}-cell grid (each attempt after the first a --resume)\n")
+            for i, r in enumerate(report, 1):
+                print(f"- kill {i}: {r['reported_this_attempt']} cells reported finished by this attempt; the file "
+                      f"reads back with {r['rows']} rows, each cell once")
+            print(f"- final --resume: {args.cells} cells, each once, all ok")
+        if "dask" in sections:
+            d = dask_overhead(args.cells, tmp / "d")
+            print(f"\n### Dask LocalCluster (2 workers) on the {args.cells}-cell trivial grid\n\n"
+                  f"serial {d['serial']:.1f} s, dask {d['dask']:.1f} s: {d['per_cell_ms']:.1f} ms per cell over serial "
+                  f"(cluster start included); process executor, 100 cells, 2 workers: {d['process_100']:.1f} s "
+                  f"({d['process_100'] / 100 * 2e3:.0f} ms per cell per worker)")
+        if "throughput" in sections:
+            rows = throughput(tmp / "t", args.cnf_steps)
             base = rows[0][1]
-            print("\n### 8 small cnf cells\n\n| executor | wall | throughput vs serial |\n|---|---|---|")
+            print(f"\n### 8 small cnf cells ({args.cnf_steps} steps each)\n\n| executor | wall | throughput vs serial |"
+                  "\n|---|---|---|")
             for label, wall in rows:
                 print(f"| {label} | {wall:.1f} s | {base / wall:.2f}x |")
     return 0
