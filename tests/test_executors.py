@@ -199,3 +199,24 @@ def test_resume_refuses_grid_options(tmp_path):
     result = invoke(["run", "--resume", "g", "--out", str(tmp_path), "--task", "cnf", "--seed", "3"])
     assert result.exit_code == 2
     assert "--resume takes the grid from run g; do not give --task, --seed with it" in result.stderr
+
+
+def test_existing_cluster_through_scheduler_address(tmp_path):
+    """--scheduler submits to a cluster odebench did not start (here a LocalCluster of the test's)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        result = invoke([*TRIVIAL, "--seed", "0..3", "--executor", "dask", "--scheduler", cluster.scheduler_address,
+                         "--out", str(tmp_path), "--run-id", "remote"])
+        assert result.exit_code == 0, result.output
+        assert len(cluster.scheduler.workers) == 1  # the cluster outlives the run
+    frame = read_result_file(tmp_path / "remote.parquet")
+    assert sorted(frame["seed"]) == [0, 1, 2, 3] and set(frame["executor"]) == {"dask"}
+
+
+def test_executor_benchmark_runs_small(capsys):
+    """benchmarks/executors.py's writing and kill sections on a small grid (their checks are asserts)."""
+    from benchmarks import executors
+
+    assert executors.main(["--cells", "120", "--kills", "1", "--sections", "writing,kills"]) == 0
+    out = capsys.readouterr().out
+    assert "### Writing 120 rows" in out and "final --resume: 120 cells, each once, all ok" in out
