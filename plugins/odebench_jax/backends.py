@@ -54,6 +54,7 @@ from .integrate import (
     make_config,
     numbers,
 )
+from .pullback import choose, pull_back
 from .state import (FlatFunc, TwoArgs, check_function, hoist_closure, is_tracer, make_state, reject_traced,
                     takes_two_arguments, times_of)
 
@@ -106,8 +107,12 @@ def _concrete(x) -> Optional[np.ndarray]:
         return None
 
 
-def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps: int) -> None:
-    """Add counts to stats; raise (eager) or record and warn (traced) a failed status."""
+def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps: int):
+    """Add counts to stats; raise (eager) or record and warn (traced) a failed status.
+
+    Traced, the counts leave the program through a host callback, once per solve, and the
+    return value is a zero (0-d, or one per vmap element) the caller adds to a result of the
+    solve, so the callback runs when, and only when, the solve does.  (None when eager.)"""
 
     def record(counts, status, info):
         counts = np.asarray(counts).reshape(-1, 3).sum(axis=0)  # summed over a vmap batch
@@ -125,22 +130,34 @@ def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps:
         if err is not None:
             backend.last_error = err
             raise err
-        return
+        return None
 
     def callback(packed):
-        packed = np.asarray(packed).reshape(-1, 7)  # one row per vmap element
-        err = record(np.rint(packed[:, :3]).astype(np.int64), np.rint(packed[:, 3]).astype(np.int64), packed[:, 4:])
+        packed = np.asarray(packed)
+        rows = packed.reshape(-1, 7)  # one row per vmap element
+        err = record(np.rint(rows[:, :3]).astype(np.int64), np.rint(rows[:, 3]).astype(np.int64), rows[:, 4:])
         if err is not None:
             backend.last_error = err
             warnings.warn(f"{backend.name}: {err} (inside jit the solution is returned as NaN)", RuntimeWarning,
                           stacklevel=2)
+        return np.zeros(packed.shape[:-1], packed.dtype)
 
-    # one array instead of three: each argument of a host callback costs a transfer (about
-    # 0.1 ms a callback on CPU).  Counts and status codes are small integers, exact in floats.
+    # One array instead of three: each argument of a host callback costs a transfer.  Counts
+    # and status codes are small integers, exact in floats.  A pure_callback whose (zero) result
+    # the solve's output depends on costs about 30 us on this CPU, where jax.debug.callback
+    # costs about 150 us (benchmarks/jax_cost.py's notes).
     info = jnp.asarray(info)
-    packed = jnp.concatenate([jnp.asarray(counts).astype(info.dtype), jnp.asarray(status).astype(info.dtype)[..., None],
-                              info], axis=-1)
-    jax.debug.callback(callback, packed)
+    packed = lax.stop_gradient(jnp.concatenate([jnp.asarray(counts).astype(info.dtype),
+                                                jnp.asarray(status).astype(info.dtype)[..., None], info], axis=-1))
+    return jax.pure_callback(callback, jax.ShapeDtypeStruct(packed.shape[:-1], packed.dtype), packed,
+                             vmap_method="expand_dims")
+
+
+def _after(token, value):
+    """``value`` made to depend on a report's token (a zero), so the count callback runs with it."""
+    if token is None:
+        return value
+    return value + jnp.reshape(token, jnp.shape(token) + (1,) * (jnp.ndim(value) - jnp.ndim(token))).astype(value.dtype)
 
 
 class JaxBackend(GradientBackend):
@@ -161,8 +178,8 @@ class JaxBackend(GradientBackend):
         problem = _Problem(setup, func, y0, t, args)
         self._check_method_kwargs(method_kwargs)
         ys, counts, status, info = self._run(problem, stats, **method_kwargs)
-        _report(self, stats, FORWARD_FIELDS, counts, status, info, problem.options["max_steps"])
-        return problem.layout.unflatten_trajectory(ys)
+        token = _report(self, stats, FORWARD_FIELDS, counts, status, info, problem.options["max_steps"])
+        return problem.layout.unflatten_trajectory(_after(token, ys))
 
     def _check_method_kwargs(self, kwargs) -> None:
         if kwargs:
@@ -220,9 +237,9 @@ class BackpropBackend(JaxBackend):
             grad_y0 = jnp.where(failed, jnp.nan, grad_y0)
             grad_params = [jnp.where(failed, jnp.nan, g) for g in grad_params]
             counts = jnp.stack([nfe, jnp.zeros_like(n_steps), jnp.zeros_like(n_steps)])
-            _report(backend, stats, BACKWARD_FIELDS, counts, jnp.asarray(OK, jnp.int32),
-                    jnp.zeros(3, problem.cdt), cfg_rec.opts["max_steps"])
-            return (grad_y0, _args_cotangent(treedef, arg_leaves, diff, grad_params),
+            token = _report(backend, stats, BACKWARD_FIELDS, counts, jnp.asarray(OK, jnp.int32),
+                            jnp.zeros(3, problem.cdt), cfg_rec.opts["max_steps"])
+            return (_after(token, grad_y0), _args_cotangent(treedef, arg_leaves, diff, grad_params),
                     jnp.zeros_like(times), jnp.zeros_like(nums))
 
         solve.defvjp(solve_fwd, solve_bwd)
@@ -261,6 +278,10 @@ class _Augmented:
     diff: tuple  # indices of the inexact leaves of args
 
     def __call__(self, t, s, args):
+        batched = choose(self, self._evaluate, t, s, args)  # see odebench_jax.pullback
+        return self._evaluate(batched, t, s, args)
+
+    def _evaluate(self, batched, t, s, args):
         n = self.n
         y, a = s[:n], s[n:2 * n]
         leaves = self.treedef.flatten_up_to(args)
@@ -273,7 +294,7 @@ class _Augmented:
             return self.f(t, y, self.treedef.unflatten(full))
 
         dy, vjp = jax.vjp(f, y, params)
-        gy, gp = vjp(-a)
+        gy, gp = pull_back(vjp, -a, batched)
         return jnp.concatenate([dy, gy] + [jnp.reshape(g, (-1,)).astype(s.dtype) for g in gp])
 
     def __hash__(self):
@@ -387,7 +408,8 @@ class AdjointBackend(JaxBackend):
             ct_ys = cts[0]
             grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums,
                                                                      h_forward)
-            _report(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"])
+            grad_y0 = _after(_report(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"]),
+                             grad_y0)
             arg_leaves = treedef.flatten_up_to(args)
             grads, offset = [], 0
             for i in diff:

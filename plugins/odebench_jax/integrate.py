@@ -41,6 +41,8 @@ from jax import lax
 from odebench.solve import WARM, StagePlan, Status, stage_plan
 from odebench.specs import Tableau
 
+from .pullback import choose, pull_back
+
 # the status codes of odebench.solve as plain ints (they become int32 constants of the program)
 OK, MAX_STEPS, NON_FINITE, UNDERFLOW, MAX_STEPS_FIXED, NON_FINITE_FIXED, NON_FINITE_Y0 = (int(s) for s in Status)
 
@@ -449,14 +451,28 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
     params = [arg_leaves[i] for i in diff]
     times = jnp.asarray(times, tape.t.dtype)
 
-    def step(y, params, t, h, with_end_slope):
-        full = list(arg_leaves)
+    def step(y, params, leaves, t, h, with_end_slope):
+        full = list(leaves)
         for i, leaf in zip(diff, params):
             full[i] = leaf
         args = treedef.unflatten(full)
         y_new, ks = rk_step(f, plan, t, y, f(t.astype(dtype), y, args), h, args)
         f_new = f((t + h).astype(dtype), y_new, args) if with_end_slope else jnp.zeros_like(y_new)
         return y_new, jnp.stack(ks), f_new
+
+    def evaluation_pullback(batched, y, params, leaves, t, cotangent):
+        """One evaluation's pullback: what decides how the steps' pullbacks are computed."""
+        def g(y, p):
+            full = list(leaves)
+            for i, leaf in zip(diff, p):
+                full[i] = leaf
+            return f(t.astype(dtype), y, treedef.unflatten(full))
+
+        _, vjp = jax.vjp(g, y, params)
+        return pull_back(vjp, cotangent, batched)
+
+    batched = choose(("evaluation", f, treedef, diff), evaluation_pullback, tape.y[0], params, list(arg_leaves),
+                     tape.t[0], ct_ys[0])
 
     def body(c):
         i, a, g, nfe = c
@@ -465,8 +481,8 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
         a = a + ct_new
 
         def pull(with_end_slope):
-            _, vjp = jax.vjp(lambda y, p: step(y, p, t, h, with_end_slope), tape.y[i], params)
-            return vjp((a, ct_ks, ct_f))
+            _, vjp = jax.vjp(lambda y, p: step(y, p, arg_leaves, t, h, with_end_slope), tape.y[i], params)
+            return pull_back(vjp, (a, ct_ks, ct_f), batched)
 
         if plan.needs_end_slope:  # f(t + h, y_new) only where the step interpolated
             slope = jnp.any(ct_f != 0)
