@@ -153,11 +153,15 @@ def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps:
                              vmap_method="expand_dims")
 
 
-def _after(token, value):
-    """``value`` made to depend on a report's token (a zero), so the count callback runs with it."""
+def _after(token, value, scale: bool = False):
+    """``value`` made to depend on a report's token (a zero), so the count callback runs with it:
+    ``value + token``, or with ``scale`` ``value * (1 + token)`` (exactly ``value``), which a
+    gradient of ``value`` needs too -- so a forward solve's counts arrive under ``jax.grad``,
+    where the solution's value itself is dead code."""
     if token is None:
         return value
-    return value + jnp.reshape(token, jnp.shape(token) + (1,) * (jnp.ndim(value) - jnp.ndim(token))).astype(value.dtype)
+    token = jnp.reshape(token, jnp.shape(token) + (1,) * (jnp.ndim(value) - jnp.ndim(token))).astype(value.dtype)
+    return value * (1 + token) if scale else value + token
 
 
 class JaxBackend(GradientBackend):
@@ -179,7 +183,7 @@ class JaxBackend(GradientBackend):
         self._check_method_kwargs(method_kwargs)
         ys, counts, status, info = self._run(problem, stats, **method_kwargs)
         token = _report(self, stats, FORWARD_FIELDS, counts, status, info, problem.options["max_steps"])
-        return problem.layout.unflatten_trajectory(_after(token, ys))
+        return problem.layout.unflatten_trajectory(_after(token, ys, scale=True))
 
     def _check_method_kwargs(self, kwargs) -> None:
         if kwargs:
@@ -239,6 +243,7 @@ class BackpropBackend(JaxBackend):
             counts = jnp.stack([nfe, jnp.zeros_like(n_steps), jnp.zeros_like(n_steps)])
             token = _report(backend, stats, BACKWARD_FIELDS, counts, jnp.asarray(OK, jnp.int32),
                             jnp.zeros(3, problem.cdt), cfg_rec.opts["max_steps"])
+            grad_params = [_after(token, g) for g in grad_params]  # whichever gradient is used, the count arrives
             return (_after(token, grad_y0), _args_cotangent(treedef, arg_leaves, diff, grad_params),
                     jnp.zeros_like(times), jnp.zeros_like(nums))
 
@@ -408,8 +413,8 @@ class AdjointBackend(JaxBackend):
             ct_ys = cts[0]
             grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums,
                                                                      h_forward)
-            grad_y0 = _after(_report(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"]),
-                             grad_y0)
+            token = _report(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"])
+            grad_y0, g = _after(token, grad_y0), _after(token, g)  # whichever gradient is used, the count arrives
             arg_leaves = treedef.flatten_up_to(args)
             grads, offset = [], 0
             for i in diff:

@@ -9,8 +9,9 @@ MLP's backward evaluation: 343 -> 213 us; diffrax's AdjointTerm gets the same ef
 ``jax.jacfwd`` over its control), while dynamics that differentiate inside themselves (the CNF's
 exact trace) get three times slower.  No rule predicts which, so each evaluation program is
 compiled both ways once, on zeros of its shapes, timed, and the faster kept (cached per
-program and shapes for the process).  Programs cheaper than ``MIN_PROBE_S`` per evaluation,
-and backends other than CPU (not measured yet), keep the plain pullback.
+program and shapes for the process).  Programs under ``MIN_FLOPS`` by XLA's estimate (not
+compiled at all) or under ``MIN_PROBE_S`` per evaluation, and backends other than CPU (not
+measured yet), keep the plain pullback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 
 MODE = "auto"  # "auto" (measure), "plain" or "batched": the benchmarks' switch
+MIN_FLOPS = 1e6  # a pullback estimated below this (XLA's cost analysis) is not measured: plain
 MIN_PROBE_S = 100e-6  # below this per plain evaluation the choice is not worth its compile time
 _CHOICES: dict = {}
 
@@ -51,12 +53,24 @@ def choose(key, evaluate: Callable, *operands) -> bool:
     return _CHOICES[cache_key]
 
 
+def _flops(lowered) -> float:
+    try:
+        analysis = lowered.cost_analysis()
+        analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+        return float(analysis.get("flops", float("inf")))
+    except Exception:  # no estimate: measure
+        return float("inf")
+
+
 def _measure(evaluate: Callable, treedef, specs) -> bool:
     with jax.ensure_compile_time_eval():
         zeros = treedef.unflatten([np.zeros(shape, dtype) for shape, dtype in specs])
         seconds = {}
         for batched in (False, True):
-            program = jax.jit(lambda ops, b=batched: evaluate(b, *ops)).lower(zeros).compile()
+            lowered = jax.jit(lambda ops, b=batched: evaluate(b, *ops)).lower(zeros)
+            if not batched and _flops(lowered) < MIN_FLOPS:  # too small to matter: not worth a compile
+                return False
+            program = lowered.compile()
             seconds[batched] = _best_of(program, zeros, 5)
             if not batched and seconds[False] < MIN_PROBE_S:
                 return False
