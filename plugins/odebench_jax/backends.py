@@ -12,8 +12,8 @@ y at every time of ``t`` stacked on axis 0 (a tuple of such arrays for a tuple `
 Counts.  The counters are computed inside the compiled loop.  When the call runs eagerly they
 are added to ``backend.last_stats`` (a SolveStats; ``stats=`` supplies your own, which then
 accumulates) before odeint returns; the adjoint's backward counts when its backward runs.
-Under a transformation (jit, or a grad inside jit) they leave the compiled program through
-``jax.debug.callback``: the forward counts (nfe_forward, steps_accepted, steps_rejected) every
+Under a transformation (jit, or a grad inside jit) they leave the compiled program through a
+``jax.pure_callback`` whose (zero) result the solution and the gradients depend on: the forward counts (nfe_forward, steps_accepted, steps_rejected) every
 time the forward solve executes, the backward counts (nfe_backward, steps_*_backward) every
 time the adjoint's backward executes, added to the SolveStats that was current when the
 function was traced (pass ``stats=`` and reset it between iterations to read per-iteration
