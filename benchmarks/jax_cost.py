@@ -171,7 +171,7 @@ class Method:
         jax.effects_barrier()
         return self.stats.nfe_forward, self.stats.nfe_backward
 
-    def time_once(self) -> tuple:
+    def measure_once(self) -> tuple:
         import jax
 
         t0 = time.perf_counter()
@@ -192,13 +192,13 @@ def run_cell(problem_name: str, tol: float, repeats: int, warmup: int) -> list:
     methods = [Method(name, problem, tol) for pair in PAIRS for name in pair]
     for _ in range(warmup):
         for m in methods:
-            m.time_once()
+            m.measure_once()
     totals = {m.name: [] for m in methods}
     fwds = {m.name: [] for m in methods}
     for i in range(repeats):
         k = i % len(methods)
         for m in methods[k:] + methods[:k]:
-            total, fwd = m.time_once()
+            total, fwd = m.measure_once()
             totals[m.name].append(total)
             fwds[m.name].append(fwd)
     rows = []
