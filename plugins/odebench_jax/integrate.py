@@ -106,7 +106,7 @@ def _weighted_sum(ks, coeffs, h, dtype):
     return out if out is not None else jnp.zeros_like(ks[0])
 
 
-def rk_step(f, plan: StagePlan, t, y, f0, h, args):
+def rk_step(f, plan: StagePlan, t, y, f0, h, args, unroll: bool = False):
     """One RK step from (t, y) with first stage f0: returns (y_new, stages).
 
     The stages are computed in a ``lax.scan`` over the rows of A, so ``func`` is traced once
@@ -118,12 +118,22 @@ def rk_step(f, plan: StagePlan, t, y, f0, h, args):
     skips them) up to the compilers' fused multiply-adds.  The last stage's input of an FSAL
     tableau, which the torch loop reuses as the solution, is the b-weighted sum below (the same
     terms in the same order).
+
+    ``unroll=True`` traces the stages one by one (zero coefficients skipped, as torch): that is
+    how jax-backprop differentiates a step, because the transpose of the scan is slow -- its
+    backward per forward evaluation 395 -> 247 us on benchmarks/jax_cost.py's MLP at 1e-7, and
+    4896 -> 4139 us on its CNF at 1e-5, with compile times 2.1 -> 1.9 s and 3.5 -> 4.1 s.
     """
     dtype = y.dtype
     s = len(plan.c)
     if s == 1:
         return _combine(y, [f0], plan.b, h, dtype), [f0]
     cdt = h.dtype
+    if unroll:
+        ks = [f0]
+        for i in range(1, s):
+            ks.append(f((t + plan.c[i] * h).astype(dtype), _combine(y, ks, plan.rows[i], h, dtype), args).astype(dtype))
+        return _combine(y, ks, plan.b, h, dtype), ks
     rows = jnp.asarray([r + [0.0] * (s - 1 - len(r)) for r in plan.rows[1:]], cdt)  # [s-1, s-1]
     cs = jnp.asarray(plan.c[1:], cdt)
     K0 = jnp.zeros((s,) + y.shape, dtype).at[0].set(f0)
@@ -417,6 +427,16 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
     linear in (y, y_new, the stages, f_new): their cotangents are gathered into one cotangent
     for each (``_output_cotangents``), then (a, dparams) <- vjp of the recomputed step.
 
+    With an FSAL tableau a step's first stage f(t, y) is the previous step's last stage: it is
+    evaluated again, but not differentiated, and its cotangent goes to the previous step's last
+    stage, as in the forward graph.  So a step costs s evaluations and s - 1 pullbacks (a
+    pullback costs two to four evaluations), as diffrax's checkpointed steps; only the first
+    step's f(t0, y0) is pulled back on its own, once (one evaluation more).  Keeping f(t, y) on
+    the tape instead would save its evaluation but double the tape, a max_steps x n buffer
+    allocated and zero-filled on every solve: measured slower (glibc maps buffers of 32 MB and
+    more afresh, so their page faults are paid on every call).  Other tableaus recompute and
+    pull back every stage.
+
     func's args are ``treedef.unflatten(arg_leaves)``; the leaves at the indices ``diff`` are
     differentiated.  Step sizes are constants (step-size control is not differentiated, as in
     torch).  Returns (dL/dy0, [dL/d leaf for each index in diff], the evaluations recomputed).
@@ -425,51 +445,67 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
     dtype = ct_ys.dtype
     params = [arg_leaves[i] for i in diff]
     times = jnp.asarray(times, tape.t.dtype)
+    fsal = plan.fsal
 
-    def step(y, params, leaves, t, h, with_end_slope):
+    def args_with(p, leaves=arg_leaves):
         full = list(leaves)
-        for i, leaf in zip(diff, params):
+        for i, leaf in zip(diff, p):
             full[i] = leaf
-        args = treedef.unflatten(full)
-        y_new, ks = rk_step(f, plan, t, y, f(t.astype(dtype), y, args), h, args)
-        f_new = f((t + h).astype(dtype), y_new, args) if with_end_slope else jnp.zeros_like(y_new)
-        return y_new, jnp.stack(ks), f_new
+        return treedef.unflatten(full)
 
-    def evaluation_pullback(batched, y, params, leaves, t, cotangent):
-        """One evaluation's pullback: what decides how the steps' pullbacks are computed."""
-        def g(y, p):
-            full = list(leaves)
-            for i, leaf in zip(diff, p):
-                full[i] = leaf
-            return f(t.astype(dtype), y, treedef.unflatten(full))
-
-        _, vjp = jax.vjp(g, y, params)
+    def evaluation_pullback(batched, y, p, leaves, t, cotangent):
+        """One evaluation's pullback (dL/dy, dL/dparams): it also decides how the steps' are
+        computed.  (Everything it uses is an operand: ``choose`` compiles it on its own.)"""
+        _, vjp = jax.vjp(lambda y, p: f(t.astype(dtype), y, args_with(p, leaves)), y, p)
         return pull_back(vjp, cotangent, batched)
 
     batched = choose(("evaluation", f, treedef, diff), evaluation_pullback, tape.y[0], params, list(arg_leaves),
                      tape.t[0], ct_ys[0])
 
-    def body(c):
-        i, a, g, nfe = c
+    def step_pullback(i, cotangents, with_end_slope):
+        """(dL/dy, dL/df(t, y) (zero unless FSAL), dL/dparams) of recomputed step i."""
         t, h = tape.t[i], tape.h[i]
-        ct_y, ct_new, ct_ks, ct_f = _output_cotangents(plan, tape, i, times, ct_ys, h)
-        a = a + ct_new
 
-        def pull(with_end_slope):
-            _, vjp = jax.vjp(lambda y, p: step(y, p, arg_leaves, t, h, with_end_slope), tape.y[i], params)
-            return pull_back(vjp, (a, ct_ks, ct_f), batched)
+        def step(y, f0, p):
+            args = args_with(p)
+            f0 = f(t.astype(dtype), y, args) if f0 is None else f0
+            y_new, ks = rk_step(f, plan, t, y, f0, h, args, unroll=True)
+            f_new = f((t + h).astype(dtype), y_new, args) if with_end_slope else jnp.zeros_like(y_new)
+            return y_new, jnp.stack(ks), f_new
 
+        if fsal:  # f(t, y) evaluated, not differentiated: its cotangent is returned
+            f0 = f(t.astype(dtype), tape.y[i], args_with(params))
+            _, vjp = jax.vjp(step, tape.y[i], f0, params)
+            return pull_back(vjp, cotangents, batched)
+        _, vjp = jax.vjp(lambda y, p: step(y, None, p), tape.y[i], params)
+        da, dp = pull_back(vjp, cotangents, batched)
+        return da, jnp.zeros_like(da), dp
+
+    per_step = len(plan.c)
+
+    def body(c):
+        i, a, g, nfe, ct_last = c
+        ct_y, ct_new, ct_ks, ct_f = _output_cotangents(plan, tape, i, times, ct_ys, tape.h[i])
+        cotangents = (a + ct_new, ct_ks.at[-1].add(ct_last), ct_f)  # FSAL: the next step's f(t, y)
         if plan.needs_end_slope:  # f(t + h, y_new) only where the step interpolated
             slope = jnp.any(ct_f != 0)
-            da, dp = lax.cond(slope, lambda: pull(True), lambda: pull(False))
+            da, df0, dp = lax.cond(slope, lambda: step_pullback(i, cotangents, True),
+                                   lambda: step_pullback(i, cotangents, False))
             nfe = nfe + slope.astype(jnp.int32)
         else:
-            da, dp = pull(False)
-        return i - 1, da + ct_y, jax.tree_util.tree_map(jnp.add, g, dp), nfe + len(plan.c)
+            da, df0, dp = step_pullback(i, cotangents, False)
+        return i - 1, da + ct_y, jax.tree_util.tree_map(jnp.add, g, dp), nfe + per_step, df0
 
+    zeros = jnp.zeros_like(ct_ys[0])
     g0 = jax.tree_util.tree_map(jnp.zeros_like, params)
-    start = (jnp.asarray(n_steps, jnp.int32) - 1, jnp.zeros_like(ct_ys[0]), g0, jnp.asarray(0, jnp.int32))
-    _, a, g, nfe = lax.while_loop(lambda c: c[0] >= 0, body, start)
+    start = (jnp.asarray(n_steps, jnp.int32) - 1, zeros, g0, jnp.asarray(0, jnp.int32), zeros)
+    _, a, g, nfe, ct_first = lax.while_loop(lambda c: c[0] >= 0, body, start)
+    if fsal:  # the first step's f(t0, y0), once (its row sliced outside the cond, which would copy the tape)
+        took = jnp.asarray(n_steps, jnp.int32) > 0
+        y_first, t_first = tape.y[0], tape.t[0]
+        da, dp = lax.cond(took, lambda: evaluation_pullback(batched, y_first, params, arg_leaves, t_first, ct_first),
+                          lambda: (zeros, g0))
+        a, g, nfe = a + da, jax.tree_util.tree_map(jnp.add, g, dp), nfe + took.astype(jnp.int32)
     return a + ct_ys[0], g, nfe
 
 
