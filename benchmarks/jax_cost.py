@@ -1,11 +1,22 @@
 """Cost per evaluation of odebench's JAX backends against diffrax's, on several problems (not a test).
 
     python -m benchmarks.jax_cost [--problems mlp,mlp-wide,cnf,odenet] [--tols 1e-3,1e-5,1e-7]
-                                  [--repeats 15] [--warmup 2] [--out table.md]
+                                  [--fixed-steps 10] [--repeats 15] [--warmup 2] [--out table.md]
 
 Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
 RecursiveCheckpointAdjoint; dopri5 (diffrax Dopri5 + PIDController(rtol, atol)), rtol = atol =
 tol, float32, one jitted ``value_and_grad`` of the problem's loss, compiled before timing.
+
+At a tolerance the two libraries take different numbers of steps, so time divided by NFE also
+carries each solve's fixed cost divided by a different count.  ``--fixed-steps N`` adds a
+second table at equal NFE: dopri5's steps at a fixed step size (span / N) in both libraries
+(diffrax's Dopri5 under ConstantStepSize, odebench's dopri5 tableau without its error
+estimate), the same N steps backwards for the adjoints.
+
+The backward figures differ in kind between the backprop pair: odebench counts the evaluations
+it recomputes (7 per dopri5 step), diffrax's callback whatever its checkpointed re-runs
+evaluate.  So that pair's backward is compared per forward evaluation (the same work, a
+step's pullback, per step taken).
 
 Problems (the dynamics ``func(t, y, args)`` and loss of each; the same arrays for both libraries):
 
@@ -110,10 +121,10 @@ def build(name: str):
 class Method:
     """One side of a pair on one problem and tolerance: compiled programs, counts, timings."""
 
-    def __init__(self, name: str, problem, tol: float) -> None:
+    def __init__(self, name: str, problem, tol: float, steps: int = 0) -> None:
         import jax
 
-        self.name, self.tol = name, tol
+        self.name, self.tol, self.steps = name, tol, steps
         self.stats = None
         self.field, self.y0, self.args, self.span, self.loss_of = problem
         loss = partial(self.loss, field=self.field)
@@ -135,15 +146,23 @@ class Method:
 
             if self.stats is None:
                 self.stats = SolveStats()
+            if self.steps:  # dopri5's steps without its error estimate, a fixed step
+                how = {"solver": fixed_dopri5(), "options": {"step_size": (t1 - t0) / self.steps}}
+            else:
+                how = {"solver": "dopri5", "rtol": self.tol, "atol": self.tol}
             ys = odebench.backend(self.name).odeint(field, self.y0, jnp.asarray([t0, t1], jnp.float32), args,
-                                                     solver="dopri5", rtol=self.tol, atol=self.tol, stats=self.stats)
+                                                     stats=self.stats, **how)
             return jax_tree_last(ys)
         import diffrax
 
         adjoint = diffrax.BacksolveAdjoint() if self.name == "diffrax-backsolve" else diffrax.RecursiveCheckpointAdjoint()
-        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Dopri5(), t0=t0, t1=t1, dt0=None, y0=self.y0,
-                                  args=args, stepsize_controller=diffrax.PIDController(rtol=self.tol, atol=self.tol),
-                                  adjoint=adjoint, saveat=diffrax.SaveAt(t1=True), max_steps=4096)
+        if self.steps:
+            control, dt0 = diffrax.ConstantStepSize(), (t1 - t0) / self.steps
+        else:
+            control, dt0 = diffrax.PIDController(rtol=self.tol, atol=self.tol), None
+        sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Dopri5(), t0=t0, t1=t1, dt0=dt0, y0=self.y0,
+                                  args=args, stepsize_controller=control, adjoint=adjoint,
+                                  saveat=diffrax.SaveAt(t1=True), max_steps=4096)
         return jax_tree_last(sol.ys)
 
     def loss(self, args, field):
@@ -181,15 +200,28 @@ class Method:
         return t1 - t0, time.perf_counter() - t1
 
 
+def fixed_dopri5():
+    """dopri5's tableau without its error estimate: odebench runs it with a fixed step, as diffrax
+    runs Dopri5 under ConstantStepSize, so both take the same steps and evaluations (6 a step
+    and 1; both FSAL)."""
+    import dataclasses
+
+    import odebench
+
+    return dataclasses.replace(odebench.solver("dopri5"), name="dopri5-fixed", b_err=None, error_order=None)
+
+
 def jax_tree_last(ys):
     import jax
 
     return jax.tree_util.tree_map(lambda a: a[-1], ys)
 
 
-def run_cell(problem_name: str, tol: float, repeats: int, warmup: int) -> list:
+def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: int = 0) -> list:
+    """One problem at one tolerance (or, with ``steps``, at that many fixed dopri5 steps): the four
+    methods interleaved, repeat by repeat, one row each."""
     problem = build(problem_name)
-    methods = [Method(name, problem, tol) for pair in PAIRS for name in pair]
+    methods = [Method(name, problem, tol, steps) for pair in PAIRS for name in pair]
     for _ in range(warmup):
         for m in methods:
             m.measure_once()
@@ -205,7 +237,8 @@ def run_cell(problem_name: str, tol: float, repeats: int, warmup: int) -> list:
     for m in methods:
         total, fwd = statistics.median(totals[m.name]), statistics.median(fwds[m.name])
         bwd = max(total - fwd, 0.0)
-        rows.append({"problem": problem_name, "tol": tol, "method": m.name, "ms": total * 1e3, "fwd_ms": fwd * 1e3,
+        setting = f"{steps} steps" if steps else f"{tol:.0e}"
+        rows.append({"problem": problem_name, "setting": setting, "method": m.name, "ms": total * 1e3, "fwd_ms": fwd * 1e3,
                      "bwd_ms": bwd * 1e3, "nfe_fwd": m.nfe_fwd, "nfe_bwd": m.nfe_bwd,
                      "us_per_fwd": fwd * 1e6 / max(m.nfe_fwd, 1), "us_per_bwd": bwd * 1e6 / max(m.nfe_bwd, 1),
                      "compile_s": m.compile_s})
@@ -213,22 +246,27 @@ def run_cell(problem_name: str, tol: float, repeats: int, warmup: int) -> list:
 
 
 def markdown(rows: list) -> str:
-    """One line per pair and cell: odebench / diffrax for each figure, then the ratios."""
-    by = {(r["problem"], r["tol"], r["method"]): r for r in rows}
-    lines = ["| problem | tol | odebench / diffrax | ms per iteration | NFE fwd | NFE bwd | us per fwd eval "
-             "| us per bwd eval | bwd us per fwd eval | ratio fwd eval | ratio bwd eval | compile s |",
+    """One line per pair and cell: odebench / diffrax for each figure, then the ratios.
+
+    The backward ratio compares what is comparable: for the adjoint pair the time per backward
+    evaluation; for the backprop pair the backward time per forward evaluation (the two
+    libraries' backward counts differ in kind there: see the module docstring)."""
+    by = {(r["problem"], r["setting"], r["method"]): r for r in rows}
+    lines = ["| problem | tol / steps | odebench / diffrax | ms per iteration | NFE fwd | NFE bwd | us per fwd eval "
+             "| us per bwd eval | bwd us per fwd eval | ratio fwd | ratio bwd | compile s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     met = total = 0
-    for (problem, tol, name), r in by.items():
+    for (problem, setting, name), r in by.items():
         for ours, theirs in PAIRS:
             if name != ours:
                 continue
-            d = by[(problem, tol, theirs)]
-            f_ratio, b_ratio = r["us_per_fwd"] / d["us_per_fwd"], r["us_per_bwd"] / d["us_per_bwd"]
+            d = by[(problem, setting, theirs)]
             per_fwd = [x["bwd_ms"] * 1e3 / max(x["nfe_fwd"], 1) for x in (r, d)]
+            f_ratio = r["us_per_fwd"] / d["us_per_fwd"]
+            b_ratio = r["us_per_bwd"] / d["us_per_bwd"] if ours == "jax-adjoint" else per_fwd[0] / per_fwd[1]
             total += 1
             met += f_ratio <= 1.0 and b_ratio <= 1.0
-            lines.append(f"| {problem} | {tol:.0e} | {ours} / {theirs} | {r['ms']:.1f} / {d['ms']:.1f} | "
+            lines.append(f"| {problem} | {setting} | {ours} / {theirs} | {r['ms']:.1f} / {d['ms']:.1f} | "
                          f"{r['nfe_fwd']} / {d['nfe_fwd']} | {r['nfe_bwd']} / {d['nfe_bwd']} | "
                          f"{r['us_per_fwd']:.0f} / {d['us_per_fwd']:.0f} | {r['us_per_bwd']:.0f} / {d['us_per_bwd']:.0f} | "
                          f"{per_fwd[0]:.0f} / {per_fwd[1]:.0f} | {f_ratio:.2f} | {b_ratio:.2f} | "
@@ -244,17 +282,24 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--odenet-repeats", type=int, default=5, help="repeats of the odenet cells (seconds each)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--fixed-steps", type=int, default=10,
+                    help="also run every problem at this many fixed dopri5 steps, equal NFE for both libraries (0: not)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    rows = []
+    rows, fixed = [], []
     for problem in args.problems.split(","):
-        for tol in (float(x) for x in args.tols.split(",")):
-            repeats = args.odenet_repeats if problem == "odenet" else args.repeats
-            cell = run_cell(problem, tol, repeats, 1 if problem == "odenet" else args.warmup)
-            rows += cell
-            print("  " + ", ".join(f"{problem} {tol:.0e} {r['method']}: {r['ms']:.1f} ms "
+        repeats = args.odenet_repeats if problem == "odenet" else args.repeats
+        warmup = 1 if problem == "odenet" else args.warmup
+        settings = [(float(x), 0) for x in args.tols.split(",")] + ([(0.0, args.fixed_steps)] if args.fixed_steps else [])
+        for tol, steps in settings:
+            cell = run_cell(problem, tol, repeats, warmup, steps)
+            (fixed if steps else rows).extend(cell)
+            print("  " + ", ".join(f"{problem} {r['setting']} {r['method']}: {r['ms']:.1f} ms "
                                    f"({r['nfe_fwd']}+{r['nfe_bwd']} evals)" for r in cell), flush=True)
-    text = markdown(rows) + "\n\nMachine:\n\n" + machine_lines(machine_info("jax", "jaxlib", "diffrax", "equinox"))
+    text = markdown(rows)
+    if fixed:
+        text += f"\n\nAt equal NFE ({args.fixed_steps} fixed dopri5 steps in both libraries):\n\n" + markdown(fixed)
+    text += "\n\nMachine:\n\n" + machine_lines(machine_info("jax", "jaxlib", "diffrax", "equinox"))
     print("\n" + text)
     if args.out:
         with open(args.out, "w") as fh:

@@ -331,3 +331,41 @@ def test_forward_counts_arrive_under_grad_alone(name):
     jax.block_until_ready(jax.jit(jax.grad(_loss_fn(name, t, 1e-8, stats=stats), argnums=1))(y0, params))
     jax.effects_barrier()
     assert stats.nfe_forward == eager.nfe_forward > 0 and stats.nfe_backward == eager.nfe_backward > 0
+
+
+def _fixed_step_loss(options):
+    backend = REG.backend("jax-backprop")
+
+    def loss(params):  # the times are built inside jit: traced, their step count unknown when tracing
+        t = jnp.asarray([0.0, 0.5, 1.0])
+        ys = backend.odeint(mlp, jnp.ones((2, 3)), t, params, solver="rk4", options=options)
+        return jnp.sum(ys[-1] ** 2)
+
+    return loss
+
+
+def test_backprop_fixed_step_with_traced_times_keeps_a_bounded_tape():
+    """A fixed-step solve's default max_steps is 10^6: with traced times jax-backprop's tape
+    would be 10^6 rows.  It gets 4096 (and max_steps 4096), with the same gradient."""
+    params = mlp_params()
+    eager = jax.grad(lambda p: _fixed_step_loss({"step_size": 0.01})(p))(params)  # concrete times inside
+    jitted = jax.jit(jax.grad(_fixed_step_loss({"step_size": 0.01})))(params)
+    for k in params:
+        assert _rel(jitted[k], eager[k]) <= 1e-12, k
+    program = jax.jit(jax.grad(_fixed_step_loss({"step_size": 0.01}))).lower(params).compile()
+    temp = program.memory_analysis().temp_size_in_bytes
+    assert temp < 4096 * 6 * 8 * 4, temp  # a few 4096-row buffers, not 10^6 rows (48 MB)
+
+
+def test_backprop_fixed_step_with_traced_times_beyond_4096_steps():
+    """Beyond 4096 steps the solve fails as max_steps exceeded (NaN inside jit, with the error
+    named), and options={"max_steps": N} gives it the rows it needs."""
+    params = mlp_params()
+    backend = REG.backend("jax-backprop")
+    with pytest.warns(RuntimeWarning, match="max_steps"):
+        g = jax.jit(jax.grad(_fixed_step_loss({"step_size": 1e-4})))(params)
+        jax.effects_barrier()
+    assert np.isnan(np.asarray(g["W1"])).all() and "max_steps" in str(backend.last_error)
+    g = jax.jit(jax.grad(_fixed_step_loss({"step_size": 1e-4, "max_steps": 20_000})))(params)
+    ref = jax.grad(_fixed_step_loss({"step_size": 1e-4}))(params)
+    assert _rel(g["W1"], ref["W1"]) <= 1e-10

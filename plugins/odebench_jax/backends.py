@@ -41,6 +41,7 @@ from jax import lax
 
 from odebench.errors import InvalidInputError, NonFiniteStateError
 from odebench.solve import WARM, GradientBackend, SolveSetup, adjoint_norm_slices, error_for
+from odebench.solve.options import FIXED_DEFAULTS
 from odebench.specs import SolveStats
 
 from .integrate import (
@@ -204,7 +205,9 @@ class BackpropBackend(JaxBackend):
     step's evaluations (every stage, f(t, y) included) per accepted step, counted as
     ``nfe_backward``, and does work only for the steps taken.  Memory: the tape, max_steps x
     the state size whatever the number of steps taken, plus one step's activations; so
-    max_steps defaults to 4096 here (diffrax's default) instead of 10,000.  Step-size control
+    max_steps defaults to 4096 here (diffrax's default) instead of 10,000 (and a fixed-step
+    solve whose times are traced, so that its step count is unknown when the tape is built, gets
+    4096 rows instead of its default 10^6: see ``_tape_length``).  Step-size control
     is not differentiated (as in torch: the accepted steps are constants of the backward pass).
     Reverse mode only (``jax.grad``, ``jax.vjp``); forward mode (``jax.jvp``) is not defined.
     """
@@ -215,11 +218,8 @@ class BackpropBackend(JaxBackend):
     def _run(self, problem: _Problem, stats: SolveStats):
         f = problem.f
         cfg = problem.config("while")
-        length = problem.options["max_steps"]
-        if not problem.tableau.adaptive and problem.times_list is not None:  # the tape needs no more rows
-            length = min(length, fixed_step_count(problem.times_list, problem.options["step_size"], problem.cdt)
-                         + len(problem.times_list))
-        cfg_rec = problem.config("record", length)
+        length, options = _tape_length(problem)
+        cfg_rec = problem.config("record", length, options=options)
         leaves, treedef = jax.tree_util.tree_flatten(problem.args)
         diff = tuple(i for i, leaf in enumerate(leaves) if _is_inexact(leaf))
         backend = self
@@ -249,6 +249,24 @@ class BackpropBackend(JaxBackend):
 
         solve.defvjp(solve_fwd, solve_bwd)
         return solve(problem.y0_flat, problem.args, problem.times, problem.nums)
+
+
+def _tape_length(problem: _Problem):
+    """The tape's rows, and the options of the recording solve (its max_steps may be lowered).
+
+    Adaptive: max_steps (4096 by default).  Fixed step with concrete times: the steps it will
+    take.  Fixed step with traced times (built inside jit) and the default max_steps (10^6,
+    which would be a tape of 10^6 x n): 4096 rows, and max_steps lowered to match, so a longer
+    solve fails as max_steps exceeded (options={"max_steps": N} raises it)."""
+    options, length = problem.options, problem.options["max_steps"]
+    if problem.tableau.adaptive:
+        return length, options
+    if problem.times_list is not None:  # the tape needs no more rows
+        steps = fixed_step_count(problem.times_list, options["step_size"], problem.cdt)
+        return min(length, steps + len(problem.times_list)), options
+    if length == FIXED_DEFAULTS["max_steps"] > BACKPROP_MAX_STEPS:
+        return BACKPROP_MAX_STEPS, {**options, "max_steps": BACKPROP_MAX_STEPS}
+    return length, options
 
 
 def _args_cotangent(treedef, arg_leaves, diff, grads):
