@@ -42,6 +42,7 @@ from odebench.solve import WARM, StagePlan, Status, stage_plan
 from odebench.specs import Tableau
 
 from .pullback import choose, pull_back
+from .state import FlatFunc
 
 # the status codes of odebench.solve as plain ints (they become int32 constants of the program)
 OK, MAX_STEPS, NON_FINITE, UNDERFLOW, MAX_STEPS_FIXED, NON_FINITE_FIXED, NON_FINITE_Y0 = (int(s) for s in Status)
@@ -96,6 +97,12 @@ def _combine(base, ks, coeffs, h, dtype):
     return out
 
 
+def _tree_combine(base, ks, coeffs, h):
+    """``_combine`` leaf by leaf, for a state that is a pytree of arrays."""
+    return jax.tree_util.tree_map(lambda b, *k: _combine(b, [x.astype(b.dtype) for x in k], coeffs, h, b.dtype),
+                                  base, *ks)
+
+
 def _weighted_sum(ks, coeffs, h, dtype):
     """h * sum_j coeffs[j] * ks[j] (the local error estimate), as torch's _weighted_sum."""
     out = None
@@ -124,16 +131,16 @@ def rk_step(f, plan: StagePlan, t, y, f0, h, args, unroll: bool = False):
     backward per forward evaluation 395 -> 247 us on benchmarks/jax_cost.py's MLP at 1e-7, and
     4896 -> 4139 us on its CNF at 1e-5, with compile times 2.1 -> 1.9 s and 3.5 -> 4.1 s.
     """
-    dtype = y.dtype
+    dtype = jax.tree_util.tree_leaves(y)[0].dtype
     s = len(plan.c)
     if s == 1:
         return _combine(y, [f0], plan.b, h, dtype), [f0]
     cdt = h.dtype
-    if unroll:
+    if unroll:  # y, f0 and f's values may be pytrees (jax-backprop's step on a tuple state)
         ks = [f0]
         for i in range(1, s):
-            ks.append(f((t + plan.c[i] * h).astype(dtype), _combine(y, ks, plan.rows[i], h, dtype), args).astype(dtype))
-        return _combine(y, ks, plan.b, h, dtype), ks
+            ks.append(f((t + plan.c[i] * h).astype(dtype), _tree_combine(y, ks, plan.rows[i], h), args))
+        return _tree_combine(y, ks, plan.b, h), ks
     rows = jnp.asarray([r + [0.0] * (s - 1 - len(r)) for r in plan.rows[1:]], cdt)  # [s-1, s-1]
     cs = jnp.asarray(plan.c[1:], cdt)
     K0 = jnp.zeros((s,) + y.shape, dtype).at[0].set(f0)
@@ -462,24 +469,30 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
     batched = choose(("evaluation", f, treedef, diff), evaluation_pullback, tape.y[0], params, list(arg_leaves),
                      tape.t[0], ct_ys[0])
 
+    g, to_state, to_flat = _step_function(f)
+
     def step_pullback(i, cotangents, with_end_slope):
         """(dL/dy, dL/df(t, y) (zero unless FSAL), dL/dparams) of recomputed step i."""
         t, h = tape.t[i], tape.h[i]
 
         def step(y, f0, p):
             args = args_with(p)
-            f0 = f(t.astype(dtype), y, args) if f0 is None else f0
-            y_new, ks = rk_step(f, plan, t, y, f0, h, args, unroll=True)
-            f_new = f((t + h).astype(dtype), y_new, args) if with_end_slope else jnp.zeros_like(y_new)
-            return y_new, jnp.stack(ks), f_new
+            f0 = g(t.astype(dtype), y, args) if f0 is None else f0
+            y_new, ks = rk_step(g, plan, t, y, f0, h, args, unroll=True)
+            f_new = g((t + h).astype(dtype), y_new, args) if with_end_slope else jax.tree_util.tree_map(
+                jnp.zeros_like, y_new)
+            return y_new, tuple(ks), f_new
 
+        a, ct_ks, ct_f = cotangents
+        cotangents = (to_state(a), tuple(to_state(ct_ks[j]) for j in range(len(plan.c))), to_state(ct_f))
+        y = to_state(tape.y[i])
         if fsal:  # f(t, y) evaluated, not differentiated: its cotangent is returned
-            f0 = f(t.astype(dtype), tape.y[i], args_with(params))
-            _, vjp = jax.vjp(step, tape.y[i], f0, params)
-            return pull_back(vjp, cotangents, batched)
-        _, vjp = jax.vjp(lambda y, p: step(y, None, p), tape.y[i], params)
+            _, vjp = jax.vjp(step, y, g(t.astype(dtype), y, args_with(params)), params)
+            da, df0, dp = pull_back(vjp, cotangents, batched)
+            return to_flat(da), to_flat(df0), dp
+        _, vjp = jax.vjp(lambda y, p: step(y, None, p), y, params)
         da, dp = pull_back(vjp, cotangents, batched)
-        return da, jnp.zeros_like(da), dp
+        return to_flat(da), jnp.zeros_like(tape.y[i]), dp
 
     per_step = len(plan.c)
 
@@ -507,6 +520,18 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
                           lambda: (zeros, g0))
         a, g, nfe = a + da, jax.tree_util.tree_map(jnp.add, g, dp), nfe + took.astype(jnp.int32)
     return a + ct_ys[0], g, nfe
+
+
+def _step_function(f):
+    """(g, flat -> g's state, g's state -> flat) for differentiating a recomputed step.
+
+    A tuple state (the CNF's (z, log p)) is stepped as the tuple: the flat vector's slicing
+    and concatenation around every evaluation cost a fifth of a CNF step's pullback (20.7 ->
+    16.9 ms for one dopri5 step on benchmarks/jax_cost.py's CNF)."""
+    if isinstance(f, FlatFunc) and f.layout.is_tuple:
+        layout = f.layout
+        return (lambda t, y, args: f._outputs(f.func(t, y, args))), layout.unflatten, layout.flatten
+    return f, (lambda v: v), (lambda v: v)
 
 
 def _output_cotangents(plan: StagePlan, tape: Tape, i, times, ct_ys, h):
