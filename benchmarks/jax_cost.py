@@ -1,7 +1,8 @@
 """Cost per evaluation of odebench's JAX backends against diffrax's, on several problems (not a test).
 
     python -m benchmarks.jax_cost [--problems mlp,mlp-wide,cnf,odenet] [--tols 1e-3,1e-5,1e-7]
-                                  [--fixed-steps 10] [--repeats 15] [--warmup 2] [--out table.md]
+                                  [--fixed-steps 10] [--no-count-export] [--repeats 15] [--warmup 2]
+                                  [--out table.md]
 
 Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
 RecursiveCheckpointAdjoint; dopri5 (diffrax Dopri5 + PIDController(rtol, atol)), rtol = atol =
@@ -12,6 +13,10 @@ carries each solve's fixed cost divided by a different count.  ``--fixed-steps N
 second table at equal NFE: dopri5's steps at a fixed step size (span / N) in both libraries
 (diffrax's Dopri5 under ConstantStepSize, odebench's dopri5 tableau without its error
 estimate), the same N steps backwards for the adjoints.
+
+``--no-count-export`` times odebench with ``export_counts=False``: its counts stay inside the
+program, as diffrax's statistics do in these timings (their counts come from separate runs
+for both libraries then).
 
 The backward figures differ in kind between the backprop pair: odebench counts the evaluations
 it recomputes (7 per dopri5 step), diffrax's callback whatever its checkpointed re-runs
@@ -121,10 +126,11 @@ def build(name: str):
 class Method:
     """One side of a pair on one problem and tolerance: compiled programs, counts, timings."""
 
-    def __init__(self, name: str, problem, tol: float, steps: int = 0) -> None:
+    def __init__(self, name: str, problem, tol: float, steps: int = 0, export: bool = True) -> None:
         import jax
 
         self.name, self.tol, self.steps = name, tol, steps
+        self.export = export  # odebench's export_counts in the timed programs
         self.stats = None
         self.field, self.y0, self.args, self.span, self.loss_of = problem
         loss = partial(self.loss, field=self.field)
@@ -136,7 +142,7 @@ class Method:
         if self.stats is not None:  # odebench's own counters are exact (a callback inside jax.vjp of a
             self.nfe_fwd, self.nfe_bwd = self._own_counts()  # scan runs once per step, not per stage)
 
-    def solve_end(self, args, field):
+    def solve_end(self, args, field, export=None):
         import jax.numpy as jnp
 
         t0, t1 = self.span
@@ -150,8 +156,9 @@ class Method:
                 how = {"solver": fixed_dopri5(), "options": {"step_size": (t1 - t0) / self.steps}}
             else:
                 how = {"solver": "dopri5", "rtol": self.tol, "atol": self.tol}
+            export = self.export if export is None else export
             ys = odebench.backend(self.name).odeint(field, self.y0, jnp.asarray([t0, t1], jnp.float32), args,
-                                                     stats=self.stats, **how)
+                                                     stats=self.stats, export_counts=export, **how)
             return jax_tree_last(ys)
         import diffrax
 
@@ -165,8 +172,8 @@ class Method:
                                   saveat=diffrax.SaveAt(t1=True), max_steps=4096)
         return jax_tree_last(sol.ys)
 
-    def loss(self, args, field):
-        return self.loss_of(self.solve_end(args, field))
+    def loss(self, args, field, export=None):
+        return self.loss_of(self.solve_end(args, field, export))
 
     def _count(self) -> tuple:
         import jax
@@ -181,12 +188,15 @@ class Method:
         return fwd, counter.calls - fwd
 
     def _own_counts(self) -> tuple:
-        """odebench's counters over one run of the compiled value_and_grad (forward, backward)."""
+        """odebench's counters over one run of the value_and_grad, compiled with the counts exported
+        (forward, backward)."""
         import jax
 
+        grad = self.grad if self.export else jax.jit(jax.value_and_grad(partial(self.loss, field=self.field,
+                                                                                 export=True)))
         jax.effects_barrier()
         self.stats.reset()
-        jax.block_until_ready(self.grad(self.args))
+        jax.block_until_ready(grad(self.args))
         jax.effects_barrier()
         return self.stats.nfe_forward, self.stats.nfe_backward
 
@@ -217,11 +227,11 @@ def jax_tree_last(ys):
     return jax.tree_util.tree_map(lambda a: a[-1], ys)
 
 
-def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: int = 0) -> list:
+def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: int = 0, export: bool = True) -> list:
     """One problem at one tolerance (or, with ``steps``, at that many fixed dopri5 steps): the four
     methods interleaved, repeat by repeat, one row each."""
     problem = build(problem_name)
-    methods = [Method(name, problem, tol, steps) for pair in PAIRS for name in pair]
+    methods = [Method(name, problem, tol, steps, export) for pair in PAIRS for name in pair]
     for _ in range(warmup):
         for m in methods:
             m.measure_once()
@@ -284,6 +294,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--fixed-steps", type=int, default=10,
                     help="also run every problem at this many fixed dopri5 steps, equal NFE for both libraries (0: not)")
+    ap.add_argument("--no-count-export", action="store_true",
+                    help="time odebench with export_counts=False (no host callback; counts from a separate run)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     rows, fixed = [], []
@@ -292,7 +304,7 @@ def main(argv=None) -> int:
         warmup = 1 if problem == "odenet" else args.warmup
         settings = [(float(x), 0) for x in args.tols.split(",")] + ([(0.0, args.fixed_steps)] if args.fixed_steps else [])
         for tol, steps in settings:
-            cell = run_cell(problem, tol, repeats, warmup, steps)
+            cell = run_cell(problem, tol, repeats, warmup, steps, not args.no_count_export)
             (fixed if steps else rows).extend(cell)
             print("  " + ", ".join(f"{problem} {r['setting']} {r['method']}: {r['ms']:.1f} ms "
                                    f"({r['nfe_fwd']}+{r['nfe_bwd']} evals)" for r in cell), flush=True)

@@ -369,3 +369,34 @@ def test_backprop_fixed_step_with_traced_times_beyond_4096_steps():
     g = jax.jit(jax.grad(_fixed_step_loss({"step_size": 1e-4, "max_steps": 20_000})))(params)
     ref = jax.grad(_fixed_step_loss({"step_size": 1e-4}))(params)
     assert _rel(g["W1"], ref["W1"]) <= 1e-10
+
+
+@pytest.mark.parametrize("name", ["jax-adjoint", "jax-backprop"])
+def test_export_counts_false_leaves_the_callback_out(name):
+    """export_counts=False: no host callback in the compiled program, no counts recorded under
+    jit, the same value and gradients; an eager call still records its counts."""
+    y0, params = jnp.asarray([[0.5, -0.2, 0.1]]), mlp_params()
+    t = jnp.asarray([0.0, 0.5, 1.0])
+    grads = {}
+    for export in (True, False):
+        stats = SolveStats()
+        step = jax.jit(jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=stats, export_counts=export),
+                                          argnums=(0, 1)))
+        hlo = step.lower(y0, params).as_text()
+        assert ("callback" in hlo) == export
+        grads[export] = step(y0, params)
+        jax.effects_barrier()
+        assert (stats.nfe_forward > 0 and stats.nfe_backward > 0) == export, stats
+    (v1, (gy1, gp1)), (v0, (gy0, gp0)) = grads[True], grads[False]
+    assert float(v0) == float(v1) and np.array_equal(np.asarray(gy0), np.asarray(gy1))
+    for k in params:
+        assert np.array_equal(np.asarray(gp0[k]), np.asarray(gp1[k])), k
+    eager = SolveStats()
+    REG.backend(name).odeint(mlp, y0, t, params, rtol=1e-8, atol=1e-8, stats=eager, export_counts=False)
+    assert eager.nfe_forward > 0
+
+
+def test_export_counts_must_be_a_bool():
+    with pytest.raises(InvalidInputError, match="export_counts must be True or False"):
+        REG.backend("jax-adjoint").odeint(mlp, jnp.ones((1, 3)), jnp.asarray([0.0, 1.0]), mlp_params(),
+                                          export_counts="no")
