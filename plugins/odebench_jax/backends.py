@@ -13,7 +13,8 @@ Counts.  The counters are computed inside the compiled loop.  When the call runs
 are added to ``backend.last_stats`` (a SolveStats; ``stats=`` supplies your own, which then
 accumulates) before odeint returns; the adjoint's backward counts when its backward runs.
 Under a transformation (jit, or a grad inside jit) they leave the compiled program through a
-``jax.pure_callback`` whose (zero) result the solution and the gradients depend on: the forward counts (nfe_forward, steps_accepted, steps_rejected) every
+host callback (``report.py``) whose (zero) result the solution and the gradients depend on:
+the forward counts (nfe_forward, steps_accepted, steps_rejected) every
 time the forward solve executes, the backward counts (nfe_backward, steps_*_backward) every
 time the adjoint's backward executes, added to the SolveStats that was current when the
 function was traced (pass ``stats=`` and reset it between iterations to read per-iteration
@@ -21,7 +22,7 @@ counts; ``backend.last_stats`` is set to that object by each callback).
 
 ``export_counts=False`` leaves that callback out: a traced solve then records no counts and
 reports no failure (its solution is NaN all the same); an eager one still records them.  The
-export costs about 0.5 ms per solve on CPU -- the callback op and the Python dispatch path a
+export costs about 0.3 ms per solve on CPU -- the callback and the Python dispatch path a
 program with a host callback takes (README, "cost per evaluation") -- which a timing run may
 not want to pay; diffrax returns its statistics as outputs of the solve instead.
 
@@ -62,6 +63,7 @@ from .integrate import (
     numbers,
 )
 from .pullback import choose, pull_back
+from .report import report
 from .state import (FlatFunc, TwoArgs, check_function, hoist_closure, is_tracer, make_state, reject_traced,
                     takes_two_arguments, times_of)
 
@@ -153,14 +155,13 @@ def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps:
         return np.zeros(packed.shape[:-1], packed.dtype)
 
     # One array instead of three: each argument of a host callback costs a transfer.  Counts
-    # and status codes are small integers, exact in floats.  A pure_callback whose (zero) result
-    # the solve's output depends on costs about 30 us on this CPU, where jax.debug.callback
-    # costs about 150 us (benchmarks/jax_cost.py's notes).
+    # and status codes are small integers, exact in floats.  A callback whose (zero) result the
+    # solve's output depends on is cheaper than jax.debug.callback, and report's primitive
+    # cheaper than jax.pure_callback (report.py).
     info = jnp.asarray(info)
     packed = lax.stop_gradient(jnp.concatenate([jnp.asarray(counts).astype(info.dtype),
                                                 jnp.asarray(status).astype(info.dtype)[..., None], info], axis=-1))
-    return jax.pure_callback(callback, jax.ShapeDtypeStruct(packed.shape[:-1], packed.dtype), packed,
-                             vmap_method="expand_dims")
+    return report(callback, packed)
 
 
 def _after(token, value, scale: bool = False):
