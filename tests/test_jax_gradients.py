@@ -201,28 +201,78 @@ def test_counts_leave_jit_through_the_stats_callback(name, argnums):
     assert REG.backend(name).last_stats is stats
 
 
-def test_backprop_memory_is_bounded_by_max_steps():
-    """jax-backprop's residuals are O(max_steps x state): the compiled program's temp memory
-    grows with max_steps, not with the tolerance (the number of steps actually taken)."""
+def _backprop_temp_bytes(y0, params, max_steps):
+    backend = REG.backend("jax-backprop")
+    t = jnp.asarray([0.0, 1.0])
+
+    def loss(y):
+        return jnp.sum(backend.odeint(mlp, y, t, params, rtol=1e-6, atol=1e-6, options={"max_steps": max_steps})[-1])
+
+    analysis = jax.jit(jax.grad(loss)).lower(y0).compile().memory_analysis()
+    if analysis is None:
+        pytest.skip("no memory analysis on this backend")
+    return analysis.temp_size_in_bytes
+
+
+def test_backprop_memory_is_one_segment_of_the_tape():
+    """jax-backprop's residuals are a tape of min(max_steps, SEGMENT_ROWS) steps and one carry
+    per segment: the compiled program's temp memory grows with max_steps up to a segment, and
+    beyond it by the segments' first carries only, not by a tape row per step."""
+    from odebench_jax.integrate import SEGMENT_ROWS
+
     params = mlp_params(dim=2, hidden=8, seed=9)
     y0 = jnp.asarray(np.random.default_rng(3).normal(size=(16, 2)))
-    t = jnp.asarray([0.0, 1.0])
-    backend = REG.backend("jax-backprop")
-
-    def temp_bytes(max_steps):
-        def loss(y):
-            return jnp.sum(backend.odeint(mlp, y, t, params, rtol=1e-6, atol=1e-6,
-                                          options={"max_steps": max_steps})[-1])
-
-        analysis = jax.jit(jax.grad(loss)).lower(y0).compile().memory_analysis()
-        if analysis is None:
-            pytest.skip("no memory analysis on this backend")
-        return analysis.temp_size_in_bytes
-
-    small, large = temp_bytes(256), temp_bytes(1024)
     state_bytes = y0.size * 8
-    assert large > 2 * small
-    assert large < 1024 * state_bytes * 8  # a few copies of the state per iteration, not per stage
+    few, one, many = (_backprop_temp_bytes(y0, params, m) for m in (16, SEGMENT_ROWS, 16 * SEGMENT_ROWS))
+    assert one - few > (SEGMENT_ROWS - 16) * state_bytes  # a tape row per step, up to a segment
+    assert many - one < 16 * 4 * state_bytes  # 15 more segments: a carry (two states and scalars) each
+    assert many < 2 * SEGMENT_ROWS * state_bytes * 4
+
+
+def _segment_run(monkeypatch, rows, solver, tol, t, **options):
+    """Gradients and counts of jax-backprop with the tape's segments of ``rows`` steps."""
+    import odebench_jax.integrate as integrate
+
+    monkeypatch.setattr(integrate, "SEGMENT_ROWS", rows)
+    jax.clear_caches()  # the compiled programs depend on the segment length
+    backend = REG.backend("jax-backprop")
+    params = mlp_params(seed=4)
+    y0 = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)))
+    stats = SolveStats()
+
+    def loss(y0, params):
+        ys = backend.odeint(mlp, y0, t, params, solver=solver, rtol=tol, atol=tol, stats=stats,
+                            options=options or None)
+        return jnp.sum(ys ** 2)
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(y0, params)
+    jax.effects_barrier()
+    return grads, stats
+
+
+@pytest.mark.parametrize("wrap", ["adaptive", "fixed"])
+def test_backprop_segments_give_the_same_gradient(monkeypatch, wrap):
+    """A solve longer than a segment: the backward tapes the earlier segments again from their
+    first carries.  Same gradients as one segment; the extra evaluations are those retaped:
+    for rk4 at a fixed step (10 steps per output interval, none interpolating), 4 per step of
+    every segment but the last."""
+    t = jnp.linspace(0.0, 2.0, 7)  # outputs inside segments and at their ends
+    if wrap == "adaptive":
+        run = lambda rows: _segment_run(monkeypatch, rows, "dopri5", 1e-8, t)  # noqa: E731
+    else:
+        run = lambda rows: _segment_run(monkeypatch, rows, "rk4", 1e-6, t, step_size=1 / 30)  # noqa: E731
+    (g_one, p_one), one = run(4096)
+    (g_seg, p_seg), seg = run(5)
+    steps = one.steps_accepted
+    assert steps > 15 and seg.steps_accepted == steps and seg.nfe_forward == one.nfe_forward
+    assert _rel(g_seg, g_one) <= 1e-12
+    for k in p_one:
+        assert _rel(p_seg[k], p_one[k]) <= 1e-12, k
+    retaped = seg.nfe_backward - one.nfe_backward
+    if wrap == "fixed":
+        assert steps == 60 and retaped == 4 * 5 * ((steps - 1) // 5) - 1  # f(t0, y0) is in the first carry
+    else:
+        assert 6 * 5 * ((steps - 1) // 5) <= retaped < one.nfe_forward
 
 
 def test_warm_backward_start_saves_evaluations_at_the_same_accuracy():

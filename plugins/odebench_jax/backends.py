@@ -216,16 +216,19 @@ class BackpropBackend(JaxBackend):
 
     A ``jax.custom_vjp``.  Without a derivative the solve is the plain ``lax.while_loop``.
     Differentiated, the same loop also records a tape of the accepted steps -- the state before
-    each step, its t and h, its end and the outputs it produced -- in buffers of max_steps rows.
-    The backward pass walks the tape from the last step to the first in a ``lax.while_loop``,
-    recomputing each step's stages under ``jax.vjp`` (a checkpoint per step): it costs one
-    step's evaluations (every stage, f(t, y) included) per accepted step, counted as
-    ``nfe_backward``, and does work only for the steps taken.  Memory: the tape, max_steps x
-    the state size whatever the number of steps taken, plus one step's activations; so
-    max_steps defaults to 4096 here (diffrax's default) instead of 10,000 (and a fixed-step
-    solve whose times are traced, so that its step count is unknown when the tape is built, gets
-    4096 rows instead of its default 10^6: see ``_tape_length``).  Step-size control
-    is not differentiated (as in torch: the accepted steps are constants of the backward pass).
+    each step, its t and h, its end and the outputs it produced -- in buffers of
+    min(max_steps, 256) rows (``integrate.SEGMENT_ROWS``); a longer solve is taped in segments
+    of 256 steps, with the loop's carry kept at the start of each.  The backward pass walks the
+    tape from the last step to the first in a ``lax.while_loop``, recomputing each step's
+    stages under ``jax.vjp`` (a checkpoint per step): it costs one step's evaluations (every
+    stage, f(t, y) included) per accepted step, counted as ``nfe_backward``, and does work only
+    for the steps taken.  Before each segment but the last it tapes that segment again from its
+    first carry (a forward pass over it, counted too).  Memory: one segment of the tape plus a
+    carry (two states) per 256 of max_steps, and one step's activations.  max_steps defaults to
+    4096 here (diffrax's default) instead of 10,000 (and a fixed-step solve whose times are
+    traced, so that its step count is unknown when the tape is built, gets 4096 instead of its
+    default 10^6: see ``_tape_length``).  Step-size control is not differentiated (as in torch:
+    the accepted steps are constants of the backward pass).
     Reverse mode only (``jax.grad``, ``jax.vjp``); forward mode (``jax.jvp``) is not defined.
     """
 
@@ -246,14 +249,14 @@ class BackpropBackend(JaxBackend):
             return integrate_jit(f, cfg, y0, args, times, nums)
 
         def solve_fwd(y0, args, times, nums):
-            ys, counts, status, info, tape = integrate_jit(f, cfg_rec, y0, args, times, nums)
-            return (ys, counts, status, info), (tape, counts[1], status, args, times, nums)
+            ys, counts, status, info, taped = integrate_jit(f, cfg_rec, y0, args, times, nums)
+            return (ys, counts, status, info), (taped, counts[1], status, args, times, nums)
 
         def solve_bwd(res, cts):
-            tape, n_steps, status, args, times, nums = res
+            taped, n_steps, status, args, times, nums = res
             arg_leaves = treedef.flatten_up_to(args)
-            grad_y0, grad_params, nfe = _backprop_backward_jit(f, cfg_rec, treedef, diff, tape, n_steps, cts[0],
-                                                               list(arg_leaves), times)
+            grad_y0, grad_params, nfe = _backprop_backward_jit(f, cfg_rec, treedef, diff, taped, n_steps, cts[0],
+                                                               list(arg_leaves), times, nums)
             failed = status != OK  # the forward returned NaN; so do the gradients
             grad_y0 = jnp.where(failed, jnp.nan, grad_y0)
             grad_params = [jnp.where(failed, jnp.nan, g) for g in grad_params]

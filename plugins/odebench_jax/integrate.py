@@ -22,14 +22,17 @@ The loop is a ``lax.while_loop`` that writes into a [T, n] buffer the output tim
 accepted step reaches: y_new at the step's end, the interpolant inside (dense output, the
 formula of odebench.solve.StagePlan; ``step_to_outputs`` makes every output time a step end).
 It is not reverse-differentiable; the adjoint uses it for both of its solves.  With
-``driver="record"`` it also keeps a *tape* of every accepted step -- the state before the
-step, t, h, its end and the outputs it produced -- in buffers of ``max_steps`` rows, from which
-``backprop_backward`` runs reverse mode step by step (jax-backprop).
+``driver="record"`` it also keeps a *tape* of the accepted steps -- the state before the step,
+t, h, its end and the outputs it produced -- from which ``backprop_backward`` runs reverse mode
+step by step (jax-backprop).  The tape holds ``SEGMENT_ROWS`` steps; a longer solve is taped in
+segments of that many, with the loop's carry kept at each segment's start, and the backward
+records the earlier segments again from there.
 """
 
 from __future__ import annotations
 
 import math
+from functools import partial
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
 
@@ -63,7 +66,7 @@ class SolveConfig:
 
     ``slices``: the mixed error norm's slices of the flat state (None: one RMS norm).
     ``driver``: "while", or "record" (also return the tape of accepted steps);
-    ``length``: the tape's rows (max_steps).
+    ``length``: the most steps the tape must cover (max_steps; taped in segments).
     """
 
     tableau: Tableau
@@ -294,23 +297,38 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
         raise ValueError(f"unknown driver {cfg.driver!r}")
     record = cfg.driver == "record"
     buf = jnp.zeros((T,) + y0.shape, dtype).at[0].set(y0)
-    tape0 = _empty_tape(cfg.length, y0, cdt) if record else ()
+    rows = segment_rows(cfg.length) if record else 0
+    taped = (_empty_tape(rows, y0, cdt), _empty_checkpoints(cfg.length, rows, _pack(c0))) if record else ()
     direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
+    advance = _advance(f, plan, times, direction, args, attempt)
 
     def body(state):
-        p, ys, tape = state
+        p, ys, taped = state
         c = _unpack(p)
-        c2, accept, h_used, ks = attempt(c)
-        c2, ys = _emit(f, plan, times, direction, args, c, c2, accept, h_used, ks, ys)
-        if record:  # row `acc` is overwritten until a step is accepted there
-            tape = _write_tape(tape, c.acc, c.y, c.t, h_used, c.k, c2.k, c2.t)
-        return _pack(c2), ys, tape
+        if record:  # a segment's first carry (overwritten, after a rejection, by the retry's)
+            taped = (taped[0], _write_checkpoint(taped[1], p, c.acc, rows))
+        c2, ys, row = advance(c, ys)
+        if record:  # row `acc mod rows` is overwritten until a step is accepted there
+            taped = (_write_tape(taped[0], c.acc % rows, *row), taped[1])
+        return _pack(c2), ys, taped
 
-    p, ys, tape = lax.while_loop(lambda s: active(s[0]), body, (_pack(c0), buf, tape0))
+    p, ys, taped = lax.while_loop(lambda s: active(s[0]), body, (_pack(c0), buf, taped))
     ys, counts, status, info = _finish(plan, _unpack(p), ys, times)
     if record:
-        return ys, counts, status, info, tape
+        return ys, counts, status, info, taped
     return ys, counts, status, info
+
+
+def _advance(f, plan: StagePlan, times, direction, args, attempt):
+    """One step attempt from a carry: (the next carry, ys with the outputs it reached, its tape
+    row (y, t, h, first output, end of outputs, t_end))."""
+
+    def advance(c: _Carry, ys):
+        c2, accept, h_used, ks = attempt(c)
+        c2, ys = _emit(f, plan, times, direction, args, c, c2, accept, h_used, ks, ys)
+        return c2, ys, (c.y, c.t, h_used, c.k, c2.k, c2.t)
+
+    return advance
 
 
 def _start(f, plan: StagePlan, cfg: SolveConfig, y0, args, times, nums, cdt):
@@ -331,16 +349,23 @@ def _start(f, plan: StagePlan, cfg: SolveConfig, y0, args, times, nums, cdt):
             h = direction * initial_step(f, t0, y0, f0, direction, plan.tableau.error_order,
                                          rtol, atol, cfg.slices, args, cdt)
             nfe += 1
-        attempt = _adaptive_attempt(f, plan, cfg, times, direction, args, rtol, atol, cdt)
     else:
         h = step_size
-        attempt = _fixed_attempt(f, plan, step_size, times, args, cdt)
+    attempt = _attempt(f, plan, cfg, times, args, nums, cdt)
     c0 = _Carry(
         k=_i32(1), t=t0, y=y0, fy=f0, fy_valid=jnp.asarray(True), h=jnp.asarray(h, cdt),
         rejected=jnp.asarray(False), j=_i32(0), steps=_i32(0), nfe=_i32(nfe), acc=_i32(0), rej=_i32(0),
         status=status0, info=jnp.zeros(3, cdt),
     )
     return c0, attempt
+
+
+def _attempt(f, plan: StagePlan, cfg: SolveConfig, times, args, nums, cdt):
+    """The loop's step attempt, carry -> (next carry, accepted, h used, stages)."""
+    if plan.tableau.adaptive:
+        direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
+        return _adaptive_attempt(f, plan, cfg, times, direction, args, nums[0], nums[1], cdt)
+    return _fixed_attempt(f, plan, nums[2], times, args, cdt)
 
 
 def _emit(f, plan: StagePlan, times, direction, args, c: _Carry, c2: _Carry, accept, h, ks, ys):
@@ -413,22 +438,68 @@ class Tape(NamedTuple):
     t_end: jax.Array  # [L]
 
 
-def _empty_tape(length: int, y0, cdt) -> Tape:
+# A tape of this many steps: a longer solve is taped in segments of it (see integrate).  A tape
+# of max_steps rows (4096) is allocated and zero-filled on every solve whatever the steps taken:
+# measured on benchmarks/jax_cost.py's problems at 1e-3 (2 and 3 steps), 32 rows instead of
+# 4096 took the MLP's backward from 4.1 to 3.0 ms and the CNF's from 57 to 47 ms.  256 rows
+# cover every solve of that benchmark (the longest takes 68 steps).
+SEGMENT_ROWS = 256
+
+
+def segment_rows(length: int) -> int:
+    """The tape's rows for a solve of at most ``length`` steps."""
     if length < 1:
         raise ValueError("driver 'record' needs length >= 1 (max_steps)")
-    zeros, none = jnp.zeros(length, cdt), jnp.zeros(length, jnp.int32)
-    return Tape(jnp.zeros((length,) + y0.shape, y0.dtype), zeros, zeros, none, none, zeros)
+    return min(length, SEGMENT_ROWS)
+
+
+def _empty_tape(rows: int, y0, cdt) -> Tape:
+    zeros, none = jnp.zeros(rows, cdt), jnp.zeros(rows, jnp.int32)
+    return Tape(jnp.zeros((rows,) + y0.shape, y0.dtype), zeros, zeros, none, none, zeros)
+
+
+def _empty_checkpoints(length: int, rows: int, p0):
+    """The loop's packed carry at the start of each segment: one row per segment, and a scratch
+    row that the steps inside a segment write to."""
+    segments = -(-length // rows)
+    return tuple(jnp.zeros((segments + 1,) + x.shape, x.dtype) for x in p0)
+
+
+def _write_checkpoint(checkpoints, p, acc, rows: int):
+    at = jnp.where(acc % rows == 0, acc // rows, checkpoints[0].shape[0] - 1)
+    return tuple(lax.dynamic_update_index_in_dim(c, x, at, 0) for c, x in zip(checkpoints, p))
 
 
 def _write_tape(tape: Tape, row, y, t, h, k_lo, k_hi, t_end) -> Tape:
-    row = jnp.minimum(row, tape.t.shape[0] - 1)
     return Tape(lax.dynamic_update_index_in_dim(tape.y, y, row, 0), tape.t.at[row].set(t), tape.h.at[row].set(h),
                 tape.k_lo.at[row].set(k_lo.astype(jnp.int32)), tape.k_hi.at[row].set(k_hi.astype(jnp.int32)),
                 tape.t_end.at[row].set(t_end))
 
 
-def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape: Tape, n_steps, ct_ys, arg_leaves,
-                      times):
+def _retape(f, cfg: SolveConfig, checkpoints, segment, last, tape: Tape, args, times, nums):
+    """Tape segment ``segment`` again, from its first carry (nothing when it is the ``last``,
+    which the forward left on the tape): (the tape, the evaluations it took)."""
+    plan = stage_plan(cfg.tableau)
+    cdt = control_dtype()
+    rows = tape.t.shape[0]
+    direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
+    advance = _advance(f, plan, times, direction, args, _attempt(f, plan, cfg, times, args, nums, cdt))
+    p0 = tuple(c[segment] for c in checkpoints)
+    end = (segment + 1) * rows
+
+    def body(state):
+        p, ys, tape = state
+        c = _unpack(p)
+        c2, ys, row = advance(c, ys)
+        return _pack(c2), ys, _write_tape(tape, c.acc % rows, *row)
+
+    scratch = jnp.zeros((times.shape[0],) + p0[0].shape, p0[0].dtype)  # the outputs, not needed
+    p, _, tape = lax.while_loop(lambda s: (segment < last) & (s[0][3][4] < end), body, (p0, scratch, tape))
+    return tape, p[3][3] - p0[3][3]
+
+
+def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, taped, n_steps, ct_ys, arg_leaves,
+                      times, nums):
     """Reverse mode through the recorded steps, last to first.  A step's outputs are y_new (at
     its end) or the interpolant alpha y + gamma y_new + h (sum_j beta_j k_j + delta f_new),
     linear in (y, y_new, the stages, f_new): their cotangents are gathered into one cotangent
@@ -439,10 +510,14 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
     stage, as in the forward graph.  So a step costs s evaluations and s - 1 pullbacks (a
     pullback costs two to four evaluations), as diffrax's checkpointed steps; only the first
     step's f(t0, y0) is pulled back on its own, once (one evaluation more).  Keeping f(t, y) on
-    the tape instead would save its evaluation but double the tape, a max_steps x n buffer
-    allocated and zero-filled on every solve: measured slower (glibc maps buffers of 32 MB and
+    the tape instead would save its evaluation but double the tape, allocated and zero-filled on
+    every solve: measured slower with a tape of max_steps rows (glibc maps buffers of 32 MB and
     more afresh, so their page faults are paid on every call).  Other tableaus recompute and
     pull back every stage.
+
+    ``taped`` is the forward's (tape, checkpoints).  The segments are walked from the last to
+    the first; each but the last (left on the tape by the forward) is taped again from its
+    first carry, and those evaluations are counted too.
 
     func's args are ``treedef.unflatten(arg_leaves)``; the leaves at the indices ``diff`` are
     differentiated.  Step sizes are constants (step-size control is not differentiated, as in
@@ -451,6 +526,7 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
     plan = stage_plan(cfg.tableau)
     dtype = ct_ys.dtype
     params = [arg_leaves[i] for i in diff]
+    tape, checkpoints = taped
     times = jnp.asarray(times, tape.t.dtype)
     fsal = plan.fsal
 
@@ -471,8 +547,8 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
 
     g, to_state, to_flat = _step_function(f)
 
-    def step_pullback(i, cotangents, with_end_slope):
-        """(dL/dy, dL/df(t, y) (zero unless FSAL), dL/dparams) of recomputed step i."""
+    def step_pullback(tape, i, cotangents, with_end_slope):
+        """(dL/dy, dL/df(t, y) (zero unless FSAL), dL/dparams) of the step on tape row i."""
         t, h = tape.t[i], tape.h[i]
 
         def step(y, f0, p):
@@ -495,26 +571,41 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, tape:
         return to_flat(da), jnp.zeros_like(tape.y[i]), dp
 
     per_step = len(plan.c)
+    rows = tape.t.shape[0]
 
-    def body(c):
+    def step_back(tape, first, c):
+        """Step i (tape row i - first), last to first."""
         i, a, g, nfe, ct_last = c
-        ct_y, ct_new, ct_ks, ct_f = _output_cotangents(plan, tape, i, times, ct_ys, tape.h[i])
+        r = i - first
+        ct_y, ct_new, ct_ks, ct_f = _output_cotangents(plan, tape, r, times, ct_ys, tape.h[r])
         cotangents = (a + ct_new, ct_ks.at[-1].add(ct_last), ct_f)  # FSAL: the next step's f(t, y)
         if plan.needs_end_slope:  # f(t + h, y_new) only where the step interpolated
             slope = jnp.any(ct_f != 0)
-            da, df0, dp = lax.cond(slope, lambda: step_pullback(i, cotangents, True),
-                                   lambda: step_pullback(i, cotangents, False))
+            da, df0, dp = lax.cond(slope, lambda: step_pullback(tape, r, cotangents, True),
+                                   lambda: step_pullback(tape, r, cotangents, False))
             nfe = nfe + slope.astype(jnp.int32)
         else:
-            da, df0, dp = step_pullback(i, cotangents, False)
+            da, df0, dp = step_pullback(tape, r, cotangents, False)
         return i - 1, da + ct_y, jax.tree_util.tree_map(jnp.add, g, dp), nfe + per_step, df0
+
+    n = jnp.asarray(n_steps, jnp.int32)
+    last = jnp.maximum(n - 1, 0) // rows
+    args = treedef.unflatten(list(arg_leaves))
+
+    def segment_back(c):
+        segment, tape, a, g, nfe, ct_last = c
+        tape, retaped = _retape(f, cfg, checkpoints, segment, last, tape, args, times, nums)
+        first = segment * rows
+        inner = (jnp.minimum(n, first + rows) - 1, a, g, nfe + retaped, ct_last)
+        _, a, g, nfe, ct_last = lax.while_loop(lambda c: c[0] >= first, partial(step_back, tape, first), inner)
+        return segment - 1, tape, a, g, nfe, ct_last
 
     zeros = jnp.zeros_like(ct_ys[0])
     g0 = jax.tree_util.tree_map(jnp.zeros_like, params)
-    start = (jnp.asarray(n_steps, jnp.int32) - 1, zeros, g0, jnp.asarray(0, jnp.int32), zeros)
-    _, a, g, nfe, ct_first = lax.while_loop(lambda c: c[0] >= 0, body, start)
+    start = (last, tape, zeros, g0, jnp.asarray(0, jnp.int32), zeros)
+    _, tape, a, g, nfe, ct_first = lax.while_loop(lambda c: c[0] >= 0, segment_back, start)
     if fsal:  # the first step's f(t0, y0), once (its row sliced outside the cond, which would copy the tape)
-        took = jnp.asarray(n_steps, jnp.int32) > 0
+        took = n > 0
         y_first, t_first = tape.y[0], tape.t[0]
         da, dp = lax.cond(took, lambda: evaluation_pullback(batched, y_first, params, arg_leaves, t_first, ct_first),
                           lambda: (zeros, g0))
