@@ -39,6 +39,9 @@ repeats; backward = the difference), the evaluations counted inside the vector f
 ``jax.debug.callback`` in separate untimed runs (forward: in the loss alone; backward: the rest
 of value_and_grad), time per forward evaluation (forward ms / forward NFE), time per backward
 evaluation (backward ms / backward NFE), and compile seconds of the value_and_grad program.
+Each ratio (odebench / diffrax, from the medians) comes with the quartiles of the same ratio
+taken repeat by repeat, (q1-q3): on a noisy machine a ratio of medians near 1 means little
+when its quartiles straddle 1.
 """
 
 from __future__ import annotations
@@ -251,8 +254,22 @@ def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: in
         rows.append({"problem": problem_name, "setting": setting, "method": m.name, "ms": total * 1e3, "fwd_ms": fwd * 1e3,
                      "bwd_ms": bwd * 1e3, "nfe_fwd": m.nfe_fwd, "nfe_bwd": m.nfe_bwd,
                      "us_per_fwd": fwd * 1e6 / max(m.nfe_fwd, 1), "us_per_bwd": bwd * 1e6 / max(m.nfe_bwd, 1),
-                     "compile_s": m.compile_s})
+                     "compile_s": m.compile_s, "repeats": list(zip(totals[m.name], fwds[m.name]))})
     return rows
+
+
+def paired_spread(ours: dict, theirs: dict, backward_per: str) -> tuple:
+    """The quartiles (q1, q3) of the ratios repeat by repeat (the methods ran interleaved, so
+    repeat i of both ran within the same few seconds): forward per evaluation, and backward per
+    ``backward_per`` ("nfe_bwd" or "nfe_fwd") evaluation.  The spread says how far a ratio of
+    medians near 1 can be trusted on a noisy machine."""
+    fwd, bwd = [], []
+    for (t_o, f_o), (t_d, f_d) in zip(ours["repeats"], theirs["repeats"]):
+        fwd.append((f_o / max(ours["nfe_fwd"], 1)) / (f_d / max(theirs["nfe_fwd"], 1)))
+        b_o, b_d = max(t_o - f_o, 1e-12), max(t_d - f_d, 1e-12)
+        bwd.append((b_o / max(ours[backward_per], 1)) / (b_d / max(theirs[backward_per], 1)))
+    quartiles = lambda v: tuple(statistics.quantiles(v, n=4)[::2]) if len(v) > 1 else (v[0], v[0])  # noqa: E731
+    return quartiles(fwd), quartiles(bwd)
 
 
 def markdown(rows: list) -> str:
@@ -263,9 +280,9 @@ def markdown(rows: list) -> str:
     libraries' backward counts differ in kind there: see the module docstring)."""
     by = {(r["problem"], r["setting"], r["method"]): r for r in rows}
     lines = ["| problem | tol / steps | odebench / diffrax | ms per iteration | NFE fwd | NFE bwd | us per fwd eval "
-             "| us per bwd eval | bwd us per fwd eval | ratio fwd | ratio bwd | compile s |",
+             "| us per bwd eval | bwd us per fwd eval | ratio fwd (q1–q3) | ratio bwd (q1–q3) | compile s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    met = total = 0
+    met = total = within = 0
     for (problem, setting, name), r in by.items():
         for ours, theirs in PAIRS:
             if name != ours:
@@ -274,14 +291,17 @@ def markdown(rows: list) -> str:
             per_fwd = [x["bwd_ms"] * 1e3 / max(x["nfe_fwd"], 1) for x in (r, d)]
             f_ratio = r["us_per_fwd"] / d["us_per_fwd"]
             b_ratio = r["us_per_bwd"] / d["us_per_bwd"] if ours == "jax-adjoint" else per_fwd[0] / per_fwd[1]
+            f_q, b_q = paired_spread(r, d, "nfe_bwd" if ours == "jax-adjoint" else "nfe_fwd")
             total += 1
             met += f_ratio <= 1.0 and b_ratio <= 1.0
+            within += f_q[0] <= 1.0 and b_q[0] <= 1.0
             lines.append(f"| {problem} | {setting} | {ours} / {theirs} | {r['ms']:.1f} / {d['ms']:.1f} | "
                          f"{r['nfe_fwd']} / {d['nfe_fwd']} | {r['nfe_bwd']} / {d['nfe_bwd']} | "
                          f"{r['us_per_fwd']:.0f} / {d['us_per_fwd']:.0f} | {r['us_per_bwd']:.0f} / {d['us_per_bwd']:.0f} | "
-                         f"{per_fwd[0]:.0f} / {per_fwd[1]:.0f} | {f_ratio:.2f} | {b_ratio:.2f} | "
-                         f"{r['compile_s']:.1f} / {d['compile_s']:.1f} |")
-    lines.append(f"\nCells at or below diffrax's cost per evaluation (forward and backward): {met}/{total}")
+                         f"{per_fwd[0]:.0f} / {per_fwd[1]:.0f} | {f_ratio:.2f} ({f_q[0]:.2f}–{f_q[1]:.2f}) | "
+                         f"{b_ratio:.2f} ({b_q[0]:.2f}–{b_q[1]:.2f}) | {r['compile_s']:.1f} / {d['compile_s']:.1f} |")
+    lines.append(f"\nCells at or below diffrax's cost per evaluation (forward and backward): {met}/{total}; "
+                 f"with both ratios' first quartile at or below 1: {within}/{total}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,30 @@
+"""benchmarks/jax_cost.py's table: the ratios, their repeat-by-repeat quartiles and the count of
+cells at or below diffrax, on made-up timings (no JAX needed)."""
+
+from benchmarks.jax_cost import markdown, paired_spread
+
+
+def _row(method, nfe_fwd, nfe_bwd, repeats):
+    total = sorted(t for t, _ in repeats)[len(repeats) // 2]
+    fwd = sorted(f for _, f in repeats)[len(repeats) // 2]
+    return {"problem": "p", "setting": "1e-03", "method": method, "ms": total * 1e3, "fwd_ms": fwd * 1e3,
+            "bwd_ms": (total - fwd) * 1e3, "nfe_fwd": nfe_fwd, "nfe_bwd": nfe_bwd,
+            "us_per_fwd": fwd * 1e6 / nfe_fwd, "us_per_bwd": (total - fwd) * 1e6 / nfe_bwd, "compile_s": 1.0,
+            "repeats": repeats}
+
+
+def test_ratios_quartiles_and_cells():
+    # odebench: half diffrax's time per evaluation, forward and backward, in every repeat
+    theirs = [(0.030 + 0.001 * i, 0.010 + 0.0005 * i) for i in range(5)]
+    ours = [(t / 2, f / 2) for t, f in theirs]
+    slow = [(t * 2, f * 2) for t, f in theirs]
+    rows = [_row("jax-adjoint", 10, 20, ours), _row("diffrax-backsolve", 10, 20, theirs),
+            _row("jax-backprop", 10, 7, slow), _row("diffrax-recursive", 10, 20, theirs)]
+    fwd_q, bwd_q = paired_spread(rows[0], rows[1], "nfe_bwd")
+    assert fwd_q == (0.5, 0.5) and bwd_q == (0.5, 0.5)
+    fwd_q, bwd_q = paired_spread(rows[2], rows[3], "nfe_fwd")  # the backprop pair: per forward evaluation
+    assert fwd_q == (2.0, 2.0) and bwd_q == (2.0, 2.0)
+    text = markdown(rows)
+    assert "| 0.50 (0.50–0.50) | 0.50 (0.50–0.50) |" in text
+    assert "| 2.00 (2.00–2.00) | 2.00 (2.00–2.00) |" in text
+    assert "(forward and backward): 1/2; with both ratios' first quartile at or below 1: 1/2" in text
