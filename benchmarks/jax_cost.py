@@ -1,7 +1,7 @@
 """Cost per evaluation of odebench's JAX backends against diffrax's, on several problems (not a test).
 
     python -m benchmarks.jax_cost [--problems mlp,mlp-wide,cnf,odenet] [--tols 1e-3,1e-5,1e-7]
-                                  [--fixed-steps 10] [--no-count-export] [--repeats 15] [--warmup 2]
+                                  [--fixed-steps 10] [--counts returned] [--repeats 15] [--warmup 2]
                                   [--out table.md]
 
 Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
@@ -14,9 +14,12 @@ second table at equal NFE: dopri5's steps at a fixed step size (span / N) in bot
 (diffrax's Dopri5 under ConstantStepSize, odebench's dopri5 tableau without its error
 estimate), the same N steps backwards for the adjoints.
 
-``--no-count-export`` times odebench with ``export_counts=False``: its counts stay inside the
-program, as diffrax's statistics do in these timings (their counts come from separate runs
-for both libraries then).
+odebench's counts leave the timed programs as outputs by default (``--counts returned``:
+``return_counts=True`` and a tally whose cotangent is the backward counts, see
+``odebench_jax/counts.py``), as diffrax's statistics do; the counts in the table are read from
+the timed program itself.  ``--counts callback`` times the default host callback instead (about
+0.23 ms more per solve), ``--counts off`` no counts at all (``export_counts=False``; counted in
+a separate run).
 
 The backward figures differ in kind between the backprop pair: odebench counts the evaluations
 it recomputes (7 per dopri5 step), diffrax's callback whatever its checkpointed re-runs
@@ -126,26 +129,44 @@ def build(name: str):
     return {"mlp": partial(_mlp, 1.0), "mlp-wide": partial(_mlp, 2.5), "cnf": _cnf, "odenet": _odenet}[name]()
 
 
-class Method:
-    """One side of a pair on one problem and tolerance: compiled programs, counts, timings."""
+COUNT_MODES = ("returned", "callback", "off")
 
-    def __init__(self, name: str, problem, tol: float, steps: int = 0, export: bool = True) -> None:
+
+class Method:
+    """One side of a pair on one problem and tolerance: compiled programs, counts, timings.
+
+    ``counts`` is how odebench's counts leave the timed programs: "returned" (outputs, and the
+    tally's cotangent: ``return_counts=True, tally=...``), "callback" (the default host
+    callback) or "off" (``export_counts=False``; the counts then come from a separate run)."""
+
+    def __init__(self, name: str, problem, tol: float, steps: int = 0, counts: str = "returned") -> None:
         import jax
 
-        self.name, self.tol, self.steps = name, tol, steps
-        self.export = export  # odebench's export_counts in the timed programs
+        self.name, self.tol, self.steps, self.counts = name, tol, steps, counts
         self.stats = None
         self.field, self.y0, self.args, self.span, self.loss_of = problem
+        self.tally = self._tally()
         loss = partial(self.loss, field=self.field)
+        argnums = (0, 1) if self.returns_counts else 0
         t0 = time.perf_counter()
-        self.grad = jax.jit(jax.value_and_grad(loss)).lower(self.args).compile()
+        self.grad = jax.jit(jax.value_and_grad(loss, argnums=argnums, has_aux=True)).lower(self.args, self.tally).compile()
         self.compile_s = time.perf_counter() - t0
-        self.fwd = jax.jit(loss).lower(self.args).compile()
+        self.fwd = jax.jit(loss).lower(self.args, self.tally).compile()
         self.nfe_fwd, self.nfe_bwd = self._count()
         if self.stats is not None:  # odebench's own counters are exact (a callback inside jax.vjp of a
             self.nfe_fwd, self.nfe_bwd = self._own_counts()  # scan runs once per step, not per stage)
 
-    def solve_end(self, args, field, export=None):
+    @property
+    def returns_counts(self) -> bool:
+        return self.name.startswith("jax-") and self.counts == "returned"
+
+    def _tally(self):
+        from odebench_jax.counts import tally
+
+        return tally()
+
+    def solve_end(self, args, tally, field, counts=None):
+        """y at the end of the span, and odebench's returned counts (None otherwise)."""
         import jax.numpy as jnp
 
         t0, t1 = self.span
@@ -159,10 +180,13 @@ class Method:
                 how = {"solver": fixed_dopri5(), "options": {"step_size": (t1 - t0) / self.steps}}
             else:
                 how = {"solver": "dopri5", "rtol": self.tol, "atol": self.tol}
-            export = self.export if export is None else export
-            ys = odebench.backend(self.name).odeint(field, self.y0, jnp.asarray([t0, t1], jnp.float32), args,
-                                                     stats=self.stats, export_counts=export, **how)
-            return jax_tree_last(ys)
+            counts = self.counts if counts is None else counts
+            if counts == "returned":
+                how.update(return_counts=True, tally=tally)
+            out = odebench.backend(self.name).odeint(field, self.y0, jnp.asarray([t0, t1], jnp.float32), args,
+                                                      stats=self.stats, export_counts=counts != "off", **how)
+            ys, returned = out if counts == "returned" else (out, None)
+            return jax_tree_last(ys), returned
         import diffrax
 
         adjoint = diffrax.BacksolveAdjoint() if self.name == "diffrax-backsolve" else diffrax.RecursiveCheckpointAdjoint()
@@ -173,33 +197,40 @@ class Method:
         sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Dopri5(), t0=t0, t1=t1, dt0=dt0, y0=self.y0,
                                   args=args, stepsize_controller=control, adjoint=adjoint,
                                   saveat=diffrax.SaveAt(t1=True), max_steps=4096)
-        return jax_tree_last(sol.ys)
+        return jax_tree_last(sol.ys), None
 
-    def loss(self, args, field, export=None):
-        return self.loss_of(self.solve_end(args, field, export))
+    def loss(self, args, tally, field, counts=None):
+        """(loss, odebench's returned counts or None): the has_aux form every program uses."""
+        end, returned = self.solve_end(args, tally, field, counts)
+        return self.loss_of(end), returned
 
     def _count(self) -> tuple:
         import jax
 
         counter = Counter()
         loss = partial(self.loss, field=counter.wrap(self.field))
-        jax.block_until_ready(jax.jit(loss)(self.args))
+        jax.block_until_ready(jax.jit(loss)(self.args, self.tally))
         jax.effects_barrier()
         fwd, counter.calls = counter.calls, 0
-        jax.block_until_ready(jax.jit(jax.value_and_grad(loss))(self.args))
+        jax.block_until_ready(jax.jit(jax.value_and_grad(loss, has_aux=True))(self.args, self.tally))
         jax.effects_barrier()
         return fwd, counter.calls - fwd
 
     def _own_counts(self) -> tuple:
-        """odebench's counters over one run of the value_and_grad, compiled with the counts exported
-        (forward, backward)."""
+        """odebench's counters over one run of the value_and_grad (forward, backward): read from
+        the timed program's outputs when it returns them, else through the host callback."""
         import jax
+        from odebench_jax.counts import collect
 
-        grad = self.grad if self.export else jax.jit(jax.value_and_grad(partial(self.loss, field=self.field,
-                                                                                 export=True)))
+        if self.returns_counts:
+            (_, counts), (_, tally_grad) = self.grad(self.args, self.tally)
+            stats = collect(None, counts, tally_grad)
+            return stats.nfe_forward, stats.nfe_backward
+        grad = self.grad if self.counts == "callback" else jax.jit(
+            jax.value_and_grad(partial(self.loss, field=self.field, counts="callback"), has_aux=True))
         jax.effects_barrier()
         self.stats.reset()
-        jax.block_until_ready(grad(self.args))
+        jax.block_until_ready(grad(self.args, self.tally))
         jax.effects_barrier()
         return self.stats.nfe_forward, self.stats.nfe_backward
 
@@ -207,9 +238,9 @@ class Method:
         import jax
 
         t0 = time.perf_counter()
-        jax.block_until_ready(self.grad(self.args))
+        jax.block_until_ready(self.grad(self.args, self.tally))
         t1 = time.perf_counter()
-        jax.block_until_ready(self.fwd(self.args))
+        jax.block_until_ready(self.fwd(self.args, self.tally))
         return t1 - t0, time.perf_counter() - t1
 
 
@@ -230,11 +261,12 @@ def jax_tree_last(ys):
     return jax.tree_util.tree_map(lambda a: a[-1], ys)
 
 
-def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: int = 0, export: bool = True) -> list:
+def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: int = 0,
+             counts: str = "returned") -> list:
     """One problem at one tolerance (or, with ``steps``, at that many fixed dopri5 steps): the four
     methods interleaved, repeat by repeat, one row each."""
     problem = build(problem_name)
-    methods = [Method(name, problem, tol, steps, export) for pair in PAIRS for name in pair]
+    methods = [Method(name, problem, tol, steps, counts) for pair in PAIRS for name in pair]
     for _ in range(warmup):
         for m in methods:
             m.measure_once()
@@ -314,8 +346,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--fixed-steps", type=int, default=10,
                     help="also run every problem at this many fixed dopri5 steps, equal NFE for both libraries (0: not)")
-    ap.add_argument("--no-count-export", action="store_true",
-                    help="time odebench with export_counts=False (no host callback; counts from a separate run)")
+    ap.add_argument("--counts", choices=COUNT_MODES, default="returned",
+                    help="how odebench's counts leave the timed programs: returned as outputs (default), "
+                         "the host callback, or not at all (counted in a separate run)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     rows, fixed = [], []
@@ -324,7 +357,7 @@ def main(argv=None) -> int:
         warmup = 1 if problem == "odenet" else args.warmup
         settings = [(float(x), 0) for x in args.tols.split(",")] + ([(0.0, args.fixed_steps)] if args.fixed_steps else [])
         for tol, steps in settings:
-            cell = run_cell(problem, tol, repeats, warmup, steps, not args.no_count_export)
+            cell = run_cell(problem, tol, repeats, warmup, steps, args.counts)
             (fixed if steps else rows).extend(cell)
             print("  " + ", ".join(f"{problem} {r['setting']} {r['method']}: {r['ms']:.1f} ms "
                                    f"({r['nfe_fwd']}+{r['nfe_bwd']} evals)" for r in cell), flush=True)

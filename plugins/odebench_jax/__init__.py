@@ -8,7 +8,7 @@ from odebench.hookspecs import hookimpl
 from odebench.specs import RuntimeSpec, gradient_method_specs, lazy
 
 _DESCRIPTIONS = {
-    "backprop": "reverse mode through the jitted solver (checkpointed scan; memory ~ max_steps x state)",
+    "backprop": "reverse mode through the jitted solver (a tape of 256-step segments; memory ~ 256 steps x state)",
     "adjoint": "continuous adjoint as jax.custom_vjp: backward solve of [y, a, dL/dargs]; memory flat in NFE",
     "adjoint-seminorm": "adjoint whose backward error norm ignores the args cotangents (Kidger et al. 2021)",
 }

@@ -22,9 +22,14 @@ counts; ``backend.last_stats`` is set to that object by each callback).
 
 ``export_counts=False`` leaves that callback out: a traced solve then records no counts and
 reports no failure (its solution is NaN all the same); an eager one still records them.  The
-export costs about 0.3 ms per solve on CPU -- the callback and the Python dispatch path a
-program with a host callback takes (README, "cost per evaluation") -- which a timing run may
-not want to pay; diffrax returns its statistics as outputs of the solve instead.
+export costs about 0.23 ms per solve on CPU -- the callback and the Python dispatch path a
+program with a host callback takes (README, "cost per evaluation").
+
+Counts as data, the way diffrax returns its statistics (``counts.py``):
+``return_counts=True`` returns ``(ys, SolveCounts)``, the forward counts and status as arrays
+of the program, and ``tally=counts.tally()`` makes the backward counts that input's cotangent
+(differentiate with respect to it too); each replaces its half of the callback.
+``counts.collect(stats, counts, tally_grad)`` adds them to a SolveStats on the host.
 
 Errors.  Bad input (solver name, tolerances, times, y0, func's output shape/dtype, options)
 raises before anything is traced, with the torch backends' messages.  Failures found while
@@ -62,15 +67,13 @@ from .integrate import (
     make_config,
     numbers,
 )
+from .counts import BACKWARD_FIELDS, FORWARD_FIELDS, SolveCounts, check_tally, tally_cotangent
 from .pullback import choose, pull_back
 from .report import report
 from .state import (FlatFunc, TwoArgs, check_function, hoist_closure, is_tracer, make_state, reject_traced,
                     takes_two_arguments, times_of)
 
 BACKPROP_MAX_STEPS = 4096  # diffrax's default; jax-backprop's memory is proportional to it
-
-FORWARD_FIELDS = ("nfe_forward", "steps_accepted", "steps_rejected")
-BACKWARD_FIELDS = ("nfe_backward", "steps_accepted_backward", "steps_rejected_backward")
 
 
 class _Problem:
@@ -179,6 +182,31 @@ def _after(token, value, scale: bool = False):
     return value * (1 + token) if scale else value + token
 
 
+def _count_options(kwargs: dict):
+    """(export_counts, return_counts, tally) popped from an odeint call's keywords, checked."""
+    export = kwargs.pop("export_counts", True)
+    returned = kwargs.pop("return_counts", False)
+    tally = kwargs.pop("tally", None)
+    for name, value in (("export_counts", export), ("return_counts", returned)):
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+    if tally is not None:
+        check_tally(tally)
+    return export, returned, tally
+
+
+@dataclass(frozen=True)
+class _Outlet:
+    """Where a solve's backward counts go: the host callback (``export``), and the cotangent of
+    ``tally`` (the caller's, or a zero nobody reads) -- see ``counts.py``."""
+
+    export: bool
+    tally: object = None
+
+    def tally_input(self):
+        return self.tally if self.tally is not None else jnp.zeros(4, jnp.float32)
+
+
 class JaxBackend(GradientBackend):
     """Base: the shared call (solver lookup and the checks are odebench.solve's)."""
 
@@ -195,19 +223,21 @@ class JaxBackend(GradientBackend):
 
     def _odeint(self, func, y0, t, args, setup: SolveSetup, stats: SolveStats, **method_kwargs):
         problem = _Problem(setup, func, y0, t, args)
-        export = method_kwargs.pop("export_counts", True)
-        if not isinstance(export, bool):
-            raise InvalidInputError(f"export_counts must be True or False, got {export!r}")
+        export, returned, tally = _count_options(method_kwargs)
         self._check_method_kwargs(method_kwargs)
-        ys, counts, status, info = self._run(problem, stats, export, **method_kwargs)
-        token = _report(self, stats, FORWARD_FIELDS, counts, status, info, problem.options["max_steps"], export)
-        return problem.layout.unflatten_trajectory(_after(token, ys, scale=True))
+        ys, counts, status, info = self._run(problem, stats, _Outlet(export and tally is None, tally),
+                                             **method_kwargs)
+        max_steps = problem.options["max_steps"]
+        token = _report(self, stats, FORWARD_FIELDS, counts, status, info, max_steps, export and not returned)
+        ys = problem.layout.unflatten_trajectory(_after(token, ys, scale=True))
+        return (ys, SolveCounts.of(counts, status, info, max_steps)) if returned else ys
 
     def _check_method_kwargs(self, kwargs) -> None:
         if kwargs:
             raise InvalidInputError(f"{self.name}.odeint got unexpected keyword(s) {', '.join(sorted(kwargs))}")
 
-    def _run(self, problem: _Problem, stats: SolveStats, export: bool, **kwargs):
+    def _run(self, problem: _Problem, stats: SolveStats, outlet: _Outlet, **kwargs):
+        """(ys, counts, status, info) of the forward solve, its backward's counts sent to ``outlet``."""
         raise NotImplementedError
 
 
@@ -235,7 +265,7 @@ class BackpropBackend(JaxBackend):
     method = "backprop"
     max_steps_default = BACKPROP_MAX_STEPS
 
-    def _run(self, problem: _Problem, stats: SolveStats, export: bool):
+    def _run(self, problem: _Problem, stats: SolveStats, outlet: _Outlet):
         f = problem.f
         cfg = problem.config("while")
         length, options = _tape_length(problem)
@@ -245,15 +275,15 @@ class BackpropBackend(JaxBackend):
         backend = self
 
         @jax.custom_vjp
-        def solve(y0, args, times, nums):
+        def solve(y0, args, times, nums, tally):
             return integrate_jit(f, cfg, y0, args, times, nums)
 
-        def solve_fwd(y0, args, times, nums):
+        def solve_fwd(y0, args, times, nums, tally):
             ys, counts, status, info, taped = integrate_jit(f, cfg_rec, y0, args, times, nums)
-            return (ys, counts, status, info), (taped, counts[1], status, args, times, nums)
+            return (ys, counts, status, info), (taped, counts[1], status, args, times, nums, tally)
 
         def solve_bwd(res, cts):
-            taped, n_steps, status, args, times, nums = res
+            taped, n_steps, status, args, times, nums, tally = res
             arg_leaves = treedef.flatten_up_to(args)
             grad_y0, grad_params, nfe = _backprop_backward_jit(f, cfg_rec, treedef, diff, taped, n_steps, cts[0],
                                                                list(arg_leaves), times, nums)
@@ -261,14 +291,15 @@ class BackpropBackend(JaxBackend):
             grad_y0 = jnp.where(failed, jnp.nan, grad_y0)
             grad_params = [jnp.where(failed, jnp.nan, g) for g in grad_params]
             counts = jnp.stack([nfe, jnp.zeros_like(n_steps), jnp.zeros_like(n_steps)])
-            token = _report(backend, stats, BACKWARD_FIELDS, counts, jnp.asarray(OK, jnp.int32),
-                            jnp.zeros(3, problem.cdt), cfg_rec.opts["max_steps"], export)
+            ok = jnp.asarray(OK, jnp.int32)
+            token = _report(backend, stats, BACKWARD_FIELDS, counts, ok, jnp.zeros(3, problem.cdt),
+                            cfg_rec.opts["max_steps"], outlet.export)
             grad_params = [_after(token, g) for g in grad_params]  # whichever gradient is used, the count arrives
             return (_after(token, grad_y0), _args_cotangent(treedef, arg_leaves, diff, grad_params),
-                    jnp.zeros_like(times), jnp.zeros_like(nums))
+                    jnp.zeros_like(times), jnp.zeros_like(nums), tally_cotangent(counts, ok, tally))
 
         solve.defvjp(solve_fwd, solve_bwd)
-        return solve(problem.y0_flat, problem.args, problem.times, problem.nums)
+        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, outlet.tally_input())
 
 
 def _tape_length(problem: _Problem):
@@ -425,7 +456,7 @@ class AdjointBackend(JaxBackend):
         super()._check_method_kwargs({k: v for k, v in kwargs.items()
                                       if k not in ("adjoint_rtol", "adjoint_atol", "adjoint_options")})
 
-    def _run(self, problem: _Problem, stats: SolveStats, export: bool, adjoint_rtol=None, adjoint_atol=None,
+    def _run(self, problem: _Problem, stats: SolveStats, outlet: _Outlet, adjoint_rtol=None, adjoint_atol=None,
              adjoint_options=None):
         adj = problem.setup.adjoint(adjoint_rtol, adjoint_atol, adjoint_options)
         f = problem.f
@@ -440,19 +471,20 @@ class AdjointBackend(JaxBackend):
         backend = self
 
         @jax.custom_vjp
-        def solve(y0, args, times, nums, a_nums):
+        def solve(y0, args, times, nums, a_nums, tally):
             return integrate_jit(f, cfg, y0, args, times, nums)
 
-        def solve_fwd(y0, args, times, nums, a_nums):
+        def solve_fwd(y0, args, times, nums, a_nums, tally):
             out = integrate_jit(f, cfg, y0, args, times, nums)
-            return out, (out[0], out[3][2], args, times, nums, a_nums)
+            return out, (out[0], out[3][2], args, times, nums, a_nums, tally)
 
         def solve_bwd(res, cts):
-            ys, h_forward, args, times, nums, a_nums = res
+            ys, h_forward, args, times, nums, a_nums, tally = res
             ct_ys = cts[0]
             grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums,
                                                                      h_forward)
-            token = _report(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"], export)
+            token = _report(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"],
+                            outlet.export)
             grad_y0, g = _after(token, grad_y0), _after(token, g)  # whichever gradient is used, the count arrives
             arg_leaves = treedef.flatten_up_to(args)
             grads, offset = [], 0
@@ -461,10 +493,10 @@ class AdjointBackend(JaxBackend):
                 grads.append(g[offset:offset + size])
                 offset += size
             return (grad_y0, _args_cotangent(treedef, arg_leaves, diff, grads), jnp.zeros_like(times),
-                    jnp.zeros_like(nums), jnp.zeros_like(a_nums))
+                    jnp.zeros_like(nums), jnp.zeros_like(a_nums), tally_cotangent(counts, status, tally))
 
         solve.defvjp(solve_fwd, solve_bwd)
-        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, a_nums)
+        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, a_nums, outlet.tally_input())
 
 
 def build_backend(method: str, name: str) -> JaxBackend:
