@@ -1,5 +1,5 @@
-"""benchmarks/jax_cost.py's table: the ratios, their repeat-by-repeat quartiles and the count of
-cells at or below diffrax, on made-up timings (no JAX needed)."""
+"""benchmarks/jax_cost.py: the table's ratios, their repeat-by-repeat quartiles and the count of
+cells at or below diffrax, on made-up timings (no JAX needed); a Method's counts each way out."""
 
 from benchmarks.jax_cost import markdown, paired_spread
 
@@ -28,3 +28,31 @@ def test_ratios_quartiles_and_cells():
     assert "| 0.50 (0.50–0.50) | 0.50 (0.50–0.50) |" in text
     assert "| 2.00 (2.00–2.00) | 2.00 (2.00–2.00) |" in text
     assert "(forward and backward): 1/2; with both ratios' first quartile at or below 1: 1/2" in text
+
+
+def test_methods_read_the_same_counts_whichever_way_they_leave():
+    """A Method times programs whose counts are returned (no callback in them) or exported by
+    the callback, and reads the same exact counts either way; "off" counts in a separate run."""
+    import pytest
+
+    pytest.importorskip("jax")
+    from benchmarks.jax_cost import Method
+
+    def small_mlp():
+        import jax.numpy as jnp
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        w = jnp.asarray(rng.normal(0, 0.5, (8, 8)), jnp.float32)
+        y0 = jnp.asarray(rng.normal(size=(16, 8)), jnp.float32)
+        return (lambda t, y, p: jnp.tanh(y @ p), y0, w, (0.0, 1.0), lambda ys: jnp.sum(ys ** 2))
+
+    for name in ("jax-adjoint", "jax-backprop"):
+        seen = {}
+        for mode in ("returned", "callback", "off"):
+            m = Method(name, small_mlp(), 1e-5, counts=mode)
+            assert ("callback" in m.grad.as_text()) == (mode == "callback"), (name, mode)
+            total, fwd = m.measure_once()
+            assert total > 0 and fwd > 0  # both programs ran (their times are the benchmark's business)
+            seen[mode] = (m.nfe_fwd, m.nfe_bwd)
+        assert seen["returned"] == seen["callback"] == seen["off"] and min(seen["returned"]) > 0, (name, seen)
