@@ -135,3 +135,15 @@ def test_collect_raises_a_failed_backward():
 def test_bad_count_options_are_refused(kw, message):
     with pytest.raises(InvalidInputError, match=message):
         REG.backend("jax-adjoint").odeint(field, initial(), jnp.asarray(TIMES), params(), **kw)
+
+
+def test_collect_takes_the_counts_of_several_solves():
+    """A loss with two solves returns two SolveCounts; collect adds both, and refuses anything else."""
+    loss = _loss("jax-backprop")
+    y0s = [initial(), 2.0 * initial()]
+    singles = [loss(params(), tally(), y0)[1] for y0 in y0s]
+    both = collect(None, singles)
+    assert both.nfe_forward == sum(int(c.nfe_forward) for c in singles) > 0
+    assert both.steps_accepted == sum(int(c.steps_accepted) for c in singles)
+    with pytest.raises(InvalidInputError, match="collect takes SolveCounts"):
+        collect(None, [np.zeros(3)])

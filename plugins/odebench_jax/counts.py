@@ -13,8 +13,9 @@ backward pass's counts, ``TALLY_FIELDS``: differentiate the loss with respect to
 its "gradient" is [nfe_backward, steps_accepted_backward, steps_rejected_backward, failed
 backward solves].  Cotangents add up, so one tally shared by several solves (or by the
 elements of a ``vmap``, the tally unbatched) gets their sum.  The values are exact integers
-below 2**24 in float32 (float64: 2**53).  :func:`collect` adds both to a SolveStats on the
-host and raises the error of a failed solve, as an eager call would.
+below 2**24 in float32 (float64: 2**53).  :func:`collect` adds both (one SolveCounts or a list
+of them) to a SolveStats on the host and raises the error of a failed solve, as an eager call
+would.
 """
 
 from __future__ import annotations
@@ -81,20 +82,18 @@ def tally_cotangent(counts, status, like):
     return jnp.concatenate([jnp.asarray(counts).astype(like.dtype), failed[None]])
 
 
-def collect(stats: Optional[SolveStats] = None, counts: Optional[SolveCounts] = None, tally_grad=None) -> SolveStats:
-    """Add returned counts (``counts``, any vmap axes summed) and a tally's gradient to ``stats``
-    (a new SolveStats by default) and return it; raise the odebench error of a failed solve."""
+def collect(stats: Optional[SolveStats] = None, counts=None, tally_grad=None) -> SolveStats:
+    """Add returned counts (a SolveCounts, or any pytree of them, e.g. a list from several
+    solves; vmap axes summed) and a tally's gradient to ``stats`` (a new SolveStats by default)
+    and return it; raise the odebench error of the first failed solve."""
     stats = stats if stats is not None else SolveStats()
     error = None
-    if counts is not None:
-        for name in FORWARD_FIELDS:
-            setattr(stats, name, getattr(stats, name) + int(np.sum(np.asarray(getattr(counts, name)))))
-        status = np.reshape(np.asarray(counts.status), (-1,))
-        info = np.reshape(np.asarray(counts.info), (-1, 3))
-        failed = np.flatnonzero(status != OK)
-        if failed.size:
-            i = int(failed[0])
-            error = error_for(int(status[i]), *info[i].tolist(), max_steps=counts.max_steps)
+    for one in jax.tree_util.tree_leaves(counts, is_leaf=lambda x: isinstance(x, SolveCounts)):
+        if not isinstance(one, SolveCounts):
+            raise InvalidInputError(f"collect takes SolveCounts (from odeint(..., return_counts=True)), "
+                                    f"got {type(one).__name__}")
+        found = _add_forward(stats, one)
+        error = found if error is None else error
     if tally_grad is not None:
         values = np.rint(np.asarray(tally_grad, dtype=np.float64)).astype(np.int64).tolist()
         for name, value in zip(BACKWARD_FIELDS, values):
@@ -105,3 +104,16 @@ def collect(stats: Optional[SolveStats] = None, counts: Optional[SolveCounts] = 
     if error is not None:
         raise error
     return stats
+
+
+def _add_forward(stats: SolveStats, counts: SolveCounts):
+    """Add one SolveCounts to stats; the error of its first failed element, or None."""
+    for name in FORWARD_FIELDS:
+        setattr(stats, name, getattr(stats, name) + int(np.sum(np.asarray(getattr(counts, name)))))
+    status = np.reshape(np.asarray(counts.status), (-1,))
+    info = np.reshape(np.asarray(counts.info), (-1, 3))
+    failed = np.flatnonzero(status != OK)
+    if not failed.size:
+        return None
+    i = int(failed[0])
+    return error_for(int(status[i]), *info[i].tolist(), max_steps=counts.max_steps)
