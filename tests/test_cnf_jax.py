@@ -112,5 +112,47 @@ def test_training_reduces_loss_and_counts_one_forward_one_backward():
     batch = problem.batch(0)
     programs, compile_s = trainer._programs(batch)
     assert compile_s is None  # compiled once per cell
-    after = float(programs.loss(problem.model, batch))
+    after = trainer.forward_loss(batch)
     assert after < losses[0] - 0.1, (losses, after)
+
+
+@pytest.mark.parametrize("name", ["jax-adjoint", "jax-backprop"])
+def test_trainer_times_programs_without_callbacks_with_the_same_counts(name):
+    """A task whose loss calls odeint at its top level (``counts_as_outputs``) is trained through
+    programs that return the counts: no host callback in the timed programs, and the same
+    loss, gradients' effect and counts as the callback programs of a task without the flag."""
+    import re
+
+    options = CNFOptions(**{**SMALL, "layers": 1})
+    results = {}
+    for returning in (True, False):
+        problem = JaxCNF().setup(options, seed=0, device="cpu", dtype="float32")
+        if not returning:
+            problem.counts_as_outputs = False
+        stats = SolveStats()
+        trainer = make_registry().runtime("jax").trainer(problem, BoundOdeint(jax_backend(name), "dopri5", 1e-4,
+                                                                              1e-4, None, stats), "cpu")
+        steps = [(trainer.step(i).loss, dict(stats.as_dict()), dict(trainer.timing_stats.as_dict())) for i in range(2)]
+        programs, _ = trainer._programs(problem.batch(0))
+        assert programs.returning == returning
+        for program in (programs.loss, programs.grad):
+            calls = re.findall(r'custom_call_target="[a-z_]*callback"', program.as_text())
+            assert bool(calls) != returning
+        results[returning] = steps
+    assert results[True] == results[False]
+    assert results[True][1][1]["nfe_forward"] > 0 and results[True][1][1]["nfe_backward"] > 0
+
+
+def test_trainer_with_returned_counts_reports_a_failed_solve_as_the_callback_does():
+    """max_steps exhausted inside the trainer's programs: NaN loss, the error in the backend's
+    last_error and a RuntimeWarning naming it, the counts of the attempt kept."""
+    backend = jax_backend("jax-adjoint")
+    problem = JaxCNF().setup(CNFOptions(**{**SMALL, "layers": 1}), seed=0, device="cpu", dtype="float32")
+    stats = SolveStats()
+    trainer = make_registry().runtime("jax").trainer(problem, BoundOdeint(backend, "dopri5", 1e-6, 1e-6,
+                                                                          {"max_steps": 2}, stats), "cpu")
+    backend.last_error = None
+    with pytest.warns(RuntimeWarning, match="max_steps=2 reached"):
+        result = trainer.step(0)
+    assert trainer.returning and np.isnan(result.loss)
+    assert "max_steps=2" in str(backend.last_error) and stats.nfe_forward > 0

@@ -42,7 +42,6 @@ RuntimeWarning names it.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -67,7 +66,8 @@ from .integrate import (
     make_config,
     numbers,
 )
-from .counts import BACKWARD_FIELDS, FORWARD_FIELDS, SolveCounts, check_tally, tally_cotangent
+from .counts import (BACKWARD_FIELDS, FORWARD_FIELDS, SolveCounts, check_tally, tally_cotangent,
+                     warn_traced_failure)
 from .pullback import choose, pull_back
 from .report import report
 from .state import (FlatFunc, TwoArgs, check_function, hoist_closure, is_tracer, make_state, reject_traced,
@@ -156,9 +156,7 @@ def _report(backend, stats: SolveStats, fields, counts, status, info, max_steps:
         # (numpy's per-call overheads were most of the 50 us this took).
         err = record(packed.reshape(-1, 7).tolist())  # one row per vmap element
         if err is not None:
-            backend.last_error = err
-            warnings.warn(f"{backend.name}: {err} (inside jit the solution is returned as NaN)", RuntimeWarning,
-                          stacklevel=2)
+            warn_traced_failure(backend, err)
         return np.zeros(packed.shape[:-1], packed.dtype)
 
     # One array instead of three: each argument of a host callback costs a transfer.  Counts
@@ -211,6 +209,7 @@ class JaxBackend(GradientBackend):
     """Base: the shared call (solver lookup and the checks are odebench.solve's)."""
 
     framework = "jax"
+    returns_counts = True  # odeint(..., return_counts=True, tally=...): the trainer's programs use it
 
     def __init__(self, name: str) -> None:
         super().__init__(name)

@@ -20,6 +20,7 @@ would.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -117,3 +118,11 @@ def _add_forward(stats: SolveStats, counts: SolveCounts):
         return None
     i = int(failed[0])
     return error_for(int(status[i]), *info[i].tolist(), max_steps=counts.max_steps)
+
+
+def warn_traced_failure(backend, err: Exception, stacklevel: int = 3) -> None:
+    """How a failure found inside jit is reported (nothing can raise there): the error in
+    ``backend.last_error`` and a RuntimeWarning naming it."""
+    backend.last_error = err
+    warnings.warn(f"{backend.name}: {err} (inside jit the solution is returned as NaN)", RuntimeWarning,
+                  stacklevel=stacklevel)

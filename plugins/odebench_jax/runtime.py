@@ -31,6 +31,9 @@ from odebench.errors import InvalidInputError
 from odebench.protocols import BoundOdeint, StepResult
 from odebench.specs import SolveStats
 
+from .counts import tally
+from .step_counts import jitted_returning, returns_counts, settle
+
 DTYPES = ("float32", "float64")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -221,13 +224,15 @@ class Uncounted(SolveStats):
 class Programs(NamedTuple):
     """One cell's compiled programs for one batch signature.  ``count_loss`` / ``count_grad``:
     the same programs with the counting callbacks, run after the clock (None when the backend
-    counts inside the timed programs)."""
+    counts inside the timed programs).  ``returning``: loss and grad take a tally too and
+    return the counts (``step_counts.py``)."""
 
     loss: Any
     grad: Any
     update: Any
     count_loss: Any = None
     count_grad: Any = None
+    returning: bool = False
 
 
 def _jitted(loss_fn: Callable, odeint) -> tuple:
@@ -292,7 +297,9 @@ class JaxTrainer:
     * counters: the forward-only run counts into a SolveStats of its own (``timing_stats``,
       see _timing_odeint), so the harness's SolveStats holds exactly one forward and one
       backward per step; ``jax.effects_barrier()`` makes sure every count has arrived before
-      step() returns.
+      step() returns.  With odebench's own backends on a task that sets
+      ``counts_as_outputs`` the two timed programs return the counts instead of calling back
+      (``step_counts.py``), and they are added after the clock.
     * memory: see the module doc (``xla_temp_bytes`` of the value-and-grad program on CPU,
       the device's ``peak_bytes_in_use`` on GPU), read on the probed iterations.
     """
@@ -316,8 +323,13 @@ class JaxTrainer:
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state
 
-        self._jit_loss, _ = _jitted(loss_fn, forward_odeint)
-        _, self._jit_grad = _jitted(loss_fn, odeint)
+        self.returning = returns_counts(problem, odeint)  # counts as outputs, no callback timed
+        self._tally = jax.device_put(tally(), self.jax_device)
+        if self.returning:
+            self._jit_loss, self._jit_grad = jitted_returning(loss_fn, odeint)
+        else:
+            self._jit_loss, _ = _jitted(loss_fn, forward_odeint)
+            _, self._jit_grad = _jitted(loss_fn, odeint)
         self._jit_count = None
         if self.count_apart:  # time callback-free programs; the counting ones run after the clock
             self._jit_count = (self._jit_loss, self._jit_grad)
@@ -336,16 +348,17 @@ class JaxTrainer:
         if key in self._compiled:
             return self._compiled[key], None
         t0 = time.perf_counter()
-        loss_c = self._jit_loss.lower(self.params, batch).compile()
-        grad_c = self._jit_grad.lower(self.params, batch).compile()
-        grads_info = grad_c.out_info[1]
+        operands = (self.params, batch, self._tally) if self.returning else (self.params, batch)
+        loss_c = self._jit_loss.lower(*operands).compile()
+        grad_c = self._jit_grad.lower(*operands).compile()
+        grads_info = grad_c.out_info[1][0] if self.returning else grad_c.out_info[1]
         update_c = self._jit_update.lower(grads_info, self.opt_state, self.params).compile()
         counting = [f.lower(self.params, batch).compile() for f in self._jit_count or ()]
         compile_s = time.perf_counter() - t0
         analysis = grad_c.memory_analysis()
         if analysis is not None:
             self.temp_bytes = int(analysis.temp_size_in_bytes)
-        programs = Programs(loss_c, grad_c, update_c, *counting)
+        programs = Programs(loss_c, grad_c, update_c, *(counting or (None, None)), returning=self.returning)
         self._compiled[key] = programs
         return programs, compile_s
 
@@ -376,6 +389,9 @@ class JaxTrainer:
             self.timing_stats.reset()
         before = self.odeint.stats.nfe_forward if self.odeint is not None else 0  # earlier counts have all arrived
 
+        if programs.returning:
+            t0, t1, t2, value, grads = self._returning_step(programs, batch)
+            return self._finish(value, grads, programs, t0, t1, t2, compile_s, probe_memory)
         t0 = time.perf_counter()
         block(programs.loss(self.params, batch))
         t1 = time.perf_counter()
@@ -386,13 +402,36 @@ class JaxTrainer:
             block(programs.count_grad(self.params, batch))
         jax.effects_barrier()  # every count callback has reached the SolveStats
         self._split_counts(before)
+        return self._finish(value, grads, programs, t0, t1, t2, compile_s, probe_memory)
 
+    def _returning_step(self, programs: Programs, batch) -> tuple:
+        """The timed runs of programs that return their counts; the counts settled after the clock."""
+        t0 = time.perf_counter()
+        _, forward_counts = block(programs.loss(self.params, batch, self._tally))
+        t1 = time.perf_counter()
+        (value, counts), (grads, tally_grad) = block(programs.grad(self.params, batch, self._tally))
+        t2 = time.perf_counter()
+        settle(self.odeint.backend, self.timing_stats, forward_counts)
+        settle(self.odeint.backend, self.odeint.stats, counts, tally_grad)
+        return t0, t1, t2, value, grads
+
+    def _finish(self, value, grads, programs: Programs, t0, t1, t2, compile_s, probe_memory) -> StepResult:
+        """The optimizer update (untimed) and the step's result."""
         self.params, self.opt_state = programs.update(grads, self.opt_state, self.params)
         self.problem.model = self.params
         loss = float(value)
         memory = self._memory() if probe_memory else None  # read after the clock: nothing perturbed
         forward = t1 - t0
         return StepResult(loss, forward, max(t2 - t1 - forward, 0.0), peak_memory_bytes=memory, compile_s=compile_s)
+
+    def forward_loss(self, batch) -> float:
+        """The loss of the cell's compiled forward program at the current parameters (untimed;
+        its counts go to ``timing_stats``)."""
+        batch = jax.device_put(batch, self.jax_device)
+        programs, _ = self._programs(batch)
+        if programs.returning:
+            return float(programs.loss(self.params, batch, self._tally)[0])
+        return float(programs.loss(self.params, batch))
 
     def evaluate(self, odeint: Optional[BoundOdeint]) -> float:
         """The task's metric with the current parameters (no gradients are taken)."""

@@ -161,6 +161,8 @@ def _jax_device(device: str):
 class CNFProblem:
     """One cell of the ``cnf`` task in jax (TaskProblem with functional params; see module doc)."""
 
+    counts_as_outputs = True  # loss_fn calls odeint at its top level (odebench_jax.step_counts)
+
     framework = "jax"
 
     def __init__(self, options: CNFOptions, *, seed: int, device: str, dtype: str) -> None:

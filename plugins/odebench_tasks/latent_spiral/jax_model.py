@@ -18,6 +18,7 @@ from .task import SpiralData
 
 class SpiralProblem:
     framework = "jax"
+    counts_as_outputs = True  # loss_fn calls odeint at its top level (odebench_jax.step_counts)
 
     def __init__(self, options, *, seed: int, device: str, dtype: str, model: str) -> None:
         from odebench_jax.runtime import JaxRuntime, jax_device

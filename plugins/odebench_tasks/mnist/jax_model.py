@@ -24,6 +24,7 @@ def cross_entropy(logits, labels):
 
 class MNISTProblem:
     framework = "jax"
+    counts_as_outputs = True  # loss_fn calls odeint at its top level (odebench_jax.step_counts)
 
     def __init__(self, options, *, seed: int, device: str, dtype: str, model: str) -> None:
         from odebench_jax.runtime import JaxRuntime, jax_device
