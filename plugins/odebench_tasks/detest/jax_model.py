@@ -3,9 +3,11 @@
 Each problem's solve is jitted with the cell's odeint closed over and compiled ahead of time
 (``compile_s``), once per backend, solver, tolerances and options: the evaluations that follow
 the timed steps (another SolveStats) reuse it, because each program counts into a SolveStats of
-its own that is added to the caller's after the run.  A backend that counts by a host callback
-per evaluation (``callback_counts``: the JAX peers) is timed by a program without them and
-counted by a second run off the clock, as the JAX trainer does.
+its own that is added to the caller's after the run.  odebench's own backends
+(``returns_counts``) return the counts as outputs of the program (``return_counts=True``), so
+no host callback is timed.  A backend that counts by a host callback per evaluation
+(``callback_counts``: the JAX peers) is timed by a program without them and counted by a second
+run off the clock, as the JAX trainer does.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ def _rhs(rhs, t, y, args):
 
 
 class Program(NamedTuple):
-    """A problem's compiled solve (``timed``), its counter, and the counting rerun (or None)."""
+    """A problem's compiled solve (``timed``), its counter, and the counting rerun (or None);
+    ``returning``: ``timed`` returns (ys, SolveCounts)."""
 
     timed: Any
     counts: SolveStats
     count: Optional[Any]
+    returning: bool = False
 
 
 class DetestJax(DetestProblem):
@@ -59,6 +63,9 @@ class DetestJax(DetestProblem):
 
         if getattr(odeint.backend, "callback_counts", False):
             return Program(build(odeint.with_stats(Uncounted())), counts, build(odeint.with_stats(counts)))
+        if getattr(odeint.backend, "returns_counts", False):
+            returning = jax.jit(lambda y0: odeint.with_stats(counts)(f, y0, t, return_counts=True))
+            return Program(returning.lower(self.y0[name]).compile(), counts, None, True)
         return Program(build(odeint.with_stats(counts)), counts, None)
 
     def _programs_for(self, odeint) -> tuple[dict, Optional[float]]:
@@ -73,6 +80,8 @@ class DetestJax(DetestProblem):
         return programs, time.perf_counter() - t0
 
     def timed_solve(self, odeint):
+        from odebench_jax.counts import collect
+
         programs, compile_s = self._programs_for(odeint)
         backend = odeint.backend
         out, nfe, seconds = {}, {}, 0.0
@@ -84,6 +93,9 @@ class DetestJax(DetestProblem):
             t0 = time.perf_counter()
             out[p.name] = jax.block_until_ready(program.timed(self.y0[p.name]))
             seconds += time.perf_counter() - t0
+            if program.returning:  # the counts came back with the solution; collect raises a failure
+                out[p.name], returned = out[p.name]
+                collect(program.counts, returned)
             if program.count is not None:
                 jax.block_until_ready(program.count(self.y0[p.name]))
             jax.effects_barrier()  # every count has reached program.counts
