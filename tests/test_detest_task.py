@@ -4,6 +4,7 @@ against the closed form as the metric, NFE and forward time per solve, through t
 import importlib.util
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -141,3 +142,36 @@ def test_bad_option_is_one_line_exit_2_before_anything_runs(tmp_path, args, need
     assert len(lines) == 1 and lines[0].startswith("odebench: error: "), result.output
     assert needle in lines[0], lines[0]
     assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_jax_detest_times_a_program_without_callbacks_and_raises_its_failures():
+    """odebench's JAX backends: the timed solve returns its counts (no host callback in it), the
+    counts equal the callback's, and an exhausted max_steps still raises MaxStepsError."""
+    pytest.importorskip("jax")
+    from odebench.errors import MaxStepsError
+    from odebench.grid import build_task_options
+    from odebench.plugins import make_registry
+    from odebench.protocols import BoundOdeint
+    from odebench.specs import SolveStats
+
+    reg = make_registry()
+    spec = reg.get("task", "detest").spec
+    backend = reg.backend("jax-adjoint")
+    counted = {}
+    for flag in (True, False):
+        backend.returns_counts = flag  # the instance's switch: False gives the callback program
+        try:
+            problem = spec.build("jax", build_task_options(spec, {"problems": "A3"}), model=spec.default_model.name,
+                                 seed=0, device="cpu", dtype="float32")  # its programs are cached per backend
+            stats = SolveStats()
+            odeint = BoundOdeint(backend, "dopri5", 1e-5, 1e-5, None, stats)
+            problem.timed_solve(odeint)
+            program = problem._programs_for(odeint)[0]["A3"]
+            calls = re.findall(r'custom_call_target="[a-z_]*callback"', program.timed.as_text())
+            assert program.returning == flag and bool(calls) != flag
+            counted[flag] = stats.as_dict()
+        finally:
+            del backend.returns_counts
+    assert counted[True] == counted[False] and counted[True]["nfe_forward"] > 0
+    with pytest.raises(MaxStepsError, match="max_steps=3"):
+        problem.timed_solve(BoundOdeint(backend, "dopri5", 1e-5, 1e-5, {"max_steps": 3}, SolveStats()))
