@@ -172,7 +172,7 @@ def test_every_tableau_every_backend_a1(solver, dtype):
     y0 = jnp.asarray([1.0, 2.0, -0.5], dtype)
     t = jnp.asarray([0.0, 0.25, T], dtype)
     expected = np.asarray(y0)[None, :] * np.exp(-np.asarray(t, np.float64))[:, None]
-    for name in BACKENDS:
+    for name in ("jax-backprop", "jax-adjoint"):  # the seminorm adjoint's forward is jax-adjoint's
         backend = REG.backend(name)
 
         def loss(y0):
