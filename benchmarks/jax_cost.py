@@ -2,7 +2,7 @@
 
     python -m benchmarks.jax_cost [--problems mlp,mlp-wide,cnf,odenet] [--tols 1e-3,1e-5,1e-7]
                                   [--fixed-steps 10] [--counts returned] [--repeats 15] [--warmup 2]
-                                  [--out table.md]
+                                  [--processes 3] [--odenet-processes 1] [--out table.md]
 
 Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
 RecursiveCheckpointAdjoint; dopri5 (diffrax Dopri5 + PIDController(rtol, atol)), rtol = atol =
@@ -45,6 +45,10 @@ evaluation (backward ms / backward NFE), and compile seconds of the value_and_gr
 Each ratio (odebench / diffrax, from the medians) comes with the quartiles of the same ratio
 taken repeat by repeat, (q1-q3): on a noisy machine a ratio of medians near 1 means little
 when its quartiles straddle 1.
+
+Each cell runs in ``--processes`` fresh processes, one after another, and the figures are
+taken over their repeats pooled: a program's speed here depends on the process it runs in
+(``merge_processes``).  The odenet cells take one process by default (``--odenet-processes``).
 """
 
 from __future__ import annotations
@@ -278,16 +282,67 @@ def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: in
             total, fwd = m.measure_once()
             totals[m.name].append(total)
             fwds[m.name].append(fwd)
-    rows = []
-    for m in methods:
-        total, fwd = statistics.median(totals[m.name]), statistics.median(fwds[m.name])
-        bwd = max(total - fwd, 0.0)
-        setting = f"{steps} steps" if steps else f"{tol:.0e}"
-        rows.append({"problem": problem_name, "setting": setting, "method": m.name, "ms": total * 1e3, "fwd_ms": fwd * 1e3,
-                     "bwd_ms": bwd * 1e3, "nfe_fwd": m.nfe_fwd, "nfe_bwd": m.nfe_bwd,
-                     "us_per_fwd": fwd * 1e6 / max(m.nfe_fwd, 1), "us_per_bwd": bwd * 1e6 / max(m.nfe_bwd, 1),
-                     "compile_s": m.compile_s, "repeats": list(zip(totals[m.name], fwds[m.name]))})
-    return rows
+    setting = f"{steps} steps" if steps else f"{tol:.0e}"
+    return [summarize(problem_name, setting, m.name, int(m.nfe_fwd), int(m.nfe_bwd), m.compile_s,
+                      list(zip(totals[m.name], fwds[m.name]))) for m in methods]
+
+
+def summarize(problem: str, setting: str, method: str, nfe_fwd: int, nfe_bwd: int, compile_s: float,
+              repeats: list) -> dict:
+    """One method's row from its repeats [(value_and_grad s, forward s)]: medians, backward =
+    their difference, and the figures per evaluation."""
+    total, fwd = statistics.median(t for t, _ in repeats), statistics.median(f for _, f in repeats)
+    bwd = max(total - fwd, 0.0)
+    return {"problem": problem, "setting": setting, "method": method, "ms": total * 1e3, "fwd_ms": fwd * 1e3,
+            "bwd_ms": bwd * 1e3, "nfe_fwd": nfe_fwd, "nfe_bwd": nfe_bwd,
+            "us_per_fwd": fwd * 1e6 / max(nfe_fwd, 1), "us_per_bwd": bwd * 1e6 / max(nfe_bwd, 1),
+            "compile_s": compile_s, "repeats": [tuple(r) for r in repeats]}
+
+
+def merge_processes(runs: list) -> list:
+    """The rows of one cell measured in several processes, as one row per method: medians over
+    the repeats of all processes pooled, the compile time the median of theirs.
+
+    Why: on this machine a program's speed depends on the process it runs in.  The same
+    MLP forward's cost per evaluation against diffrax's, measured in three processes one after
+    another, came out 1.07, 1.19 and 0.88 times, while two compilations of the same program in
+    one process agreed within 5%.  Repeat i of every method still ran interleaved in one
+    process, so the pooled repeats keep their pairing for ``paired_spread``.  The counts are
+    exact and must agree across processes."""
+    by = {}
+    for rows in runs:
+        for r in rows:
+            by.setdefault((r["problem"], r["setting"], r["method"]), []).append(r)
+    merged = []
+    for (problem, setting, method), rows in by.items():
+        counts = {(r["nfe_fwd"], r["nfe_bwd"]) for r in rows}
+        if len(counts) != 1:
+            raise ValueError(f"{problem} {setting} {method}: the processes counted different evaluations {sorted(counts)}")
+        (nfe_fwd, nfe_bwd), = counts
+        repeats = [tuple(x) for r in rows for x in r["repeats"]]
+        merged.append(summarize(problem, setting, method, nfe_fwd, nfe_bwd,
+                                statistics.median(r["compile_s"] for r in rows), repeats))
+    return merged
+
+
+def cell_in_processes(problem: str, tol: float, steps: int, repeats: int, warmup: int, counts: str,
+                      processes: int) -> list:
+    """run_cell in ``processes`` fresh Python processes, one after another, merged
+    (merge_processes says why)."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(processes):
+            out = Path(tmp) / f"rows{i}.json"
+            cmd = [sys.executable, "-m", "benchmarks.jax_cost", "--cell", f"{problem},{tol!r},{steps}",
+                   "--repeats", str(repeats), "--warmup", str(warmup), "--counts", counts, "--rows-json", str(out)]
+            subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
+            runs.append(json.loads(out.read_text()))
+    return merge_processes(runs)
 
 
 def paired_spread(ours: dict, theirs: dict, backward_per: str) -> tuple:
@@ -337,30 +392,75 @@ def markdown(rows: list) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _cell_line(cell: list, prefix: str = "") -> str:
+    return "  " + prefix + ", ".join(f"{r['problem']} {r['setting']} {r['method']}: {r['ms']:.1f} ms "
+                                     f"({r['nfe_fwd']}+{r['nfe_bwd']} evals)" for r in cell)
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--tols", default="1e-3,1e-5,1e-7")
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--odenet-repeats", type=int, default=5, help="repeats of the odenet cells (seconds each)")
+    ap.add_argument("--repeats", type=_positive_int, default=15)
+    ap.add_argument("--odenet-repeats", type=_positive_int, default=5, help="repeats of the odenet cells (seconds each)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--fixed-steps", type=int, default=10,
                     help="also run every problem at this many fixed dopri5 steps, equal NFE for both libraries (0: not)")
     ap.add_argument("--counts", choices=COUNT_MODES, default="returned",
                     help="how odebench's counts leave the timed programs: returned as outputs (default), "
                          "the host callback, or not at all (counted in a separate run)")
+    ap.add_argument("--processes", type=_positive_int, default=3,
+                    help="measure each cell in this many fresh processes, one after another, and pool their "
+                         "repeats (a program's speed depends on its process: see merge_processes)")
+    ap.add_argument("--odenet-processes", type=_positive_int, default=1,
+                    help="processes per odenet cell (its 1e-7 cells take minutes each)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # problem,tol,steps: one cell, this process
+    ap.add_argument("--rows-json", default=None, help=argparse.SUPPRESS)
+    return ap
+
+
+def _one_cell(args) -> int:
+    """A child of cell_in_processes: one cell measured here, its rows written as JSON."""
+    import json
+
+    problem, tol, steps = args.cell.split(",")
+    cell = run_cell(problem, float(tol), args.repeats, args.warmup, int(steps), args.counts)
+    print(_cell_line(cell, "(one process) "), flush=True)
+    with open(args.rows_json, "w") as fh:
+        json.dump(cell, fh)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
+    if args.cell:
+        return _one_cell(args)
+    unknown = [p for p in args.problems.split(",") if p not in PROBLEMS]
+    if unknown:
+        ap.error(f"unknown problem(s) {', '.join(unknown)}; the problems are {', '.join(PROBLEMS)}")
     rows, fixed = [], []
     for problem in args.problems.split(","):
         repeats = args.odenet_repeats if problem == "odenet" else args.repeats
         warmup = 1 if problem == "odenet" else args.warmup
-        settings = [(float(x), 0) for x in args.tols.split(",")] + ([(0.0, args.fixed_steps)] if args.fixed_steps else [])
+        processes = args.odenet_processes if problem == "odenet" else args.processes
+        tols = [float(x) for x in args.tols.split(",") if x.strip()]
+        settings = [(tol, 0) for tol in tols] + ([(0.0, args.fixed_steps)] if args.fixed_steps else [])
         for tol, steps in settings:
-            cell = run_cell(problem, tol, repeats, warmup, steps, args.counts)
+            if processes == 1:
+                cell = run_cell(problem, tol, repeats, warmup, steps, args.counts)
+            else:
+                cell = cell_in_processes(problem, tol, steps, repeats, warmup, args.counts, processes)
             (fixed if steps else rows).extend(cell)
-            print("  " + ", ".join(f"{problem} {r['setting']} {r['method']}: {r['ms']:.1f} ms "
-                                   f"({r['nfe_fwd']}+{r['nfe_bwd']} evals)" for r in cell), flush=True)
+            print(_cell_line(cell, f"({processes} processes pooled) " if processes > 1 else ""), flush=True)
     text = markdown(rows)
     if fixed:
         text += f"\n\nAt equal NFE ({args.fixed_steps} fixed dopri5 steps in both libraries):\n\n" + markdown(fixed)

@@ -56,3 +56,36 @@ def test_methods_read_the_same_counts_whichever_way_they_leave():
             assert total > 0 and fwd > 0  # both programs ran (their times are the benchmark's business)
             seen[mode] = (m.nfe_fwd, m.nfe_bwd)
         assert seen["returned"] == seen["callback"] == seen["off"] and min(seen["returned"]) > 0, (name, seen)
+
+
+def test_processes_pool_their_repeats_and_must_count_alike():
+    """Rows of one cell from several processes: medians over the pooled repeats (so one slow
+    process moves them less than its own median would), repeat pairing kept in process order,
+    compile time the median of the processes', and differing counts refused."""
+    import pytest
+
+    from benchmarks.jax_cost import merge_processes
+
+    fast = [(0.010, 0.004)] * 3
+    slow = [(0.030, 0.012)] * 3
+    runs = [[_row("jax-adjoint", 10, 20, fast)], [_row("jax-adjoint", 10, 20, fast)], [_row("jax-adjoint", 10, 20, slow)]]
+    runs[2][0]["compile_s"] = 9.0
+    (row,) = merge_processes(runs)
+    assert row["repeats"] == fast + fast + slow
+    assert row["ms"] == pytest.approx(10.0) and row["fwd_ms"] == pytest.approx(4.0) and row["bwd_ms"] == pytest.approx(6.0)
+    assert row["us_per_fwd"] == pytest.approx(400.0) and row["us_per_bwd"] == pytest.approx(300.0)
+    assert row["compile_s"] == 1.0 and (row["nfe_fwd"], row["nfe_bwd"]) == (10, 20)
+    with pytest.raises(ValueError, match="different evaluations"):
+        merge_processes([[_row("jax-adjoint", 10, 20, fast)], [_row("jax-adjoint", 11, 20, fast)]])
+
+
+def test_bad_benchmark_arguments_exit_2_before_running(capsys):
+    import pytest
+
+    from benchmarks.jax_cost import main
+
+    for argv, message in ((["--problems", "mlp,nope"], "unknown problem(s) nope; the problems are mlp, mlp-wide"),
+                          (["--processes", "0"], "0 is not a positive integer")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
