@@ -4,6 +4,8 @@
                                   [--fixed-steps 10] [--counts returned] [--repeats 15] [--warmup 2]
                                   [--processes 3] [--odenet-processes 1] [--out table.md]
 
+``--out table.md`` also writes table.json: every row with its repeats.
+
 Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
 RecursiveCheckpointAdjoint; dopri5 (diffrax Dopri5 + PIDController(rtol, atol)), rtol = atol =
 tol, float32, one jitted ``value_and_grad`` of the problem's loss, compiled before timing.
@@ -467,9 +469,21 @@ def main(argv=None) -> int:
     text += "\n\nMachine:\n\n" + machine_lines(machine_info("jax", "jaxlib", "diffrax", "equinox"))
     print("\n" + text)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+        save(args.out, text, rows + fixed)
     return 0
+
+
+def save(out: str, text: str, rows: list) -> str:
+    """The table at ``out`` and, beside it (same name, .json), every row with its repeats, so a
+    ratio the table rounds (1.00) can be read exactly and the figures recomputed.  Returns
+    the JSON's path."""
+    import json
+    from pathlib import Path
+
+    Path(out).write_text(text + "\n")
+    rows_path = Path(out).with_suffix(".json")
+    rows_path.write_text(json.dumps(rows, indent=1) + "\n")
+    return str(rows_path)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,20 @@ def test_bad_benchmark_arguments_exit_2_before_running(capsys):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_saved_rows_rebuild_the_table(tmp_path):
+    """--out writes the table and, beside it, the rows with their repeats: the same table comes
+    back from them."""
+    import json
+
+    from benchmarks.jax_cost import markdown, save
+
+    theirs = [(0.030 + 0.001 * i, 0.010 + 0.0005 * i) for i in range(5)]
+    rows = [_row("jax-adjoint", 10, 20, [(t * 0.9, f * 1.1) for t, f in theirs]), _row("diffrax-backsolve", 10, 20, theirs)]
+    path = save(str(tmp_path / "table.md"), markdown(rows), rows)
+    assert path.endswith("table.json") and (tmp_path / "table.md").read_text() == markdown(rows) + "\n"
+    back = json.loads(open(path).read())
+    for row in back:
+        row["repeats"] = [tuple(r) for r in row["repeats"]]
+    assert markdown(back) == markdown(rows)
