@@ -117,7 +117,9 @@ def _weighted_sum(ks, coeffs, h, dtype):
 
 
 def rk_step(f, plan: StagePlan, t, y, f0, h, args, unroll: bool = False):
-    """One RK step from (t, y) with first stage f0: returns (y_new, stages).
+    """One RK step from (t, y) with first stage f0: returns (y_new, stages); the stages stacked
+    [s, n] (``unroll``: a list).  Stacked, the interpolation takes them as one array: as a list
+    of slices, each slice was a kernel of its own after every step (README, item 15).
 
     The stages are computed in a ``lax.scan`` over the rows of A, so ``func`` is traced once
     per step whatever the number of stages: compile time does not grow with it (DOP853 with
@@ -159,7 +161,7 @@ def rk_step(f, plan: StagePlan, t, y, f0, h, args, unroll: bool = False):
 
     K, _ = lax.scan(stage, K0, (jnp.arange(1, s, dtype=jnp.int32), rows, cs))
     b = jnp.asarray(list(plan.b) + [0.0] * (s - len(plan.b)), cdt)
-    return y + jnp.tensordot((b * h).astype(dtype), K, axes=1), [K[j] for j in range(s)]
+    return y + jnp.tensordot((b * h).astype(dtype), K, axes=1), K
 
 
 def _vnorm(x):
@@ -232,12 +234,29 @@ class _Carry(NamedTuple):
     h: jax.Array  # the proposed step (signed)
     rejected: jax.Array  # a step was rejected since the last accepted one
     j: jax.Array  # fixed step: steps taken in the current interval
-    steps: jax.Array
-    nfe: jax.Array
-    acc: jax.Array
-    rej: jax.Array
+    counters: jax.Array  # int32 [4]: step attempts, evaluations, accepted steps, rejected steps
     status: jax.Array
     info: jax.Array  # (t, t_next, |h|) where it stopped
+
+    @property
+    def steps(self):
+        return self.counters[0]
+
+    @property
+    def nfe(self):
+        return self.counters[1]
+
+    @property
+    def acc(self):
+        return self.counters[2]
+
+
+def _counted(c: _Carry, attempts=0, nfe=0, accepted=0, rejected=0):
+    """c's counters advanced in one vector addition.  Why one vector: each counter updated on its
+    own is a kernel of its own at the start of every step, and more than eight kernels ready at
+    once make XLA:CPU's thunk executor hand half of them to its thread pool, which costs a
+    thread wake-up (10-40 us on this machine) per step (README, item 15)."""
+    return c.counters + jnp.stack([_i32(x) for x in (attempts, nfe, accepted, rejected)])
 
 
 def _i32(x):
@@ -245,18 +264,24 @@ def _i32(x):
 
 
 def _pack(c: _Carry):
-    """The loop carry as (y, fy, float scalars, int scalars): two small vectors instead of a dozen
-    scalars, which XLA compiles into far fewer kernels (compile time is per kernel on CPU)."""
+    """The loop carry as (y, fy, float scalars, int scalars, counters): small vectors instead of a
+    dozen scalars, which XLA compiles into far fewer kernels (compile time is per kernel on CPU)."""
     floats = jnp.stack([c.t, c.h, c.info[0], c.info[1], c.info[2]])
-    ints = jnp.stack([c.k, c.j, c.steps, c.nfe, c.acc, c.rej, c.status,
-                      c.fy_valid.astype(jnp.int32), c.rejected.astype(jnp.int32)]).astype(jnp.int32)
-    return c.y, c.fy, floats, ints
+    ints = jnp.stack([c.k, c.j, c.status, c.fy_valid.astype(jnp.int32), c.rejected.astype(jnp.int32)]).astype(jnp.int32)
+    return c.y, c.fy, floats, ints, c.counters
+
+
+def _zero_carry(y, cdt):
+    """A packed carry of zeros shaped as a solve's of state ``y`` (a template for its parts)."""
+    z, i = jnp.zeros((), cdt), _i32(0)
+    return _pack(_Carry(k=i, t=z, y=y, fy=y, fy_valid=jnp.asarray(False), h=z, rejected=jnp.asarray(False), j=i,
+                        counters=jnp.zeros(4, jnp.int32), status=i, info=jnp.zeros(3, cdt)))
 
 
 def _unpack(p) -> _Carry:
-    y, fy, fl, it = p
-    return _Carry(k=it[0], t=fl[0], y=y, fy=fy, fy_valid=it[7] != 0, h=fl[1], rejected=it[8] != 0, j=it[1],
-                  steps=it[2], nfe=it[3], acc=it[4], rej=it[5], status=it[6], info=fl[2:5])
+    y, fy, fl, it, counters = p
+    return _Carry(k=it[0], t=fl[0], y=y, fy=fy, fy_valid=it[3] != 0, h=fl[1], rejected=it[4] != 0, j=it[1],
+                  counters=counters, status=it[2], info=fl[2:5])
 
 
 def numbers(rtol: float, atol: float, options: dict, cdt, first_step=0.0):
@@ -291,8 +316,8 @@ def integrate(f: Callable, cfg: SolveConfig, y0, args, times, nums):
     max_steps = cfg.opts["max_steps"]
 
     def active(p):
-        ints = p[3]
-        return (ints[0] < T) & (ints[6] == OK) & (ints[2] < max_steps)
+        ints, counters = p[3], p[4]
+        return (ints[0] < T) & (ints[2] == OK) & (counters[0] < max_steps)
 
     if cfg.driver not in ("while", "record"):
         raise ValueError(f"unknown driver {cfg.driver!r}")
@@ -355,7 +380,7 @@ def _start(f, plan: StagePlan, cfg: SolveConfig, y0, args, times, nums, cdt):
     attempt = _attempt(f, plan, cfg, times, args, nums, cdt)
     c0 = _Carry(
         k=_i32(1), t=t0, y=y0, fy=f0, fy_valid=jnp.asarray(True), h=jnp.asarray(h, cdt),
-        rejected=jnp.asarray(False), j=_i32(0), steps=_i32(0), nfe=_i32(nfe), acc=_i32(0), rej=_i32(0),
+        rejected=jnp.asarray(False), j=_i32(0), counters=_i32([0, nfe, 0, 0]),
         status=status0, info=jnp.zeros(3, cdt),
     )
     return c0, attempt
@@ -378,7 +403,7 @@ def _emit(f, plan: StagePlan, times, direction, args, c: _Carry, c2: _Carry, acc
         inside = accept & (c2.k < T) & (direction * (times[jnp.minimum(c2.k, T - 1)] - c2.t) < 0)
         f1 = lax.cond(inside, lambda: f(c2.t.astype(c2.y.dtype), c2.y, args), lambda: jnp.zeros_like(c2.y))
         c2 = c2._replace(fy=jnp.where(inside, f1, c2.fy), fy_valid=c2.fy_valid | inside,
-                         nfe=c2.nfe + inside.astype(jnp.int32))
+                         counters=_counted(c2, nfe=inside))
 
     def more(s):
         k, _ = s
@@ -403,6 +428,9 @@ def _interpolate(plan: StagePlan, theta, y0, ks, y1, f1, h):
     for weight, vector in ((gamma, y1), (delta * h, f1)):
         if not (isinstance(weight, float) and weight == 0.0):
             out = out + jnp.asarray(weight).astype(dtype) * vector
+    if not isinstance(ks, (list, tuple)):  # stacked stages: one contraction
+        weights = jnp.stack([jnp.asarray(beta * h, h.dtype) for beta in betas]).astype(dtype)
+        return out + jnp.tensordot(weights, ks, axes=1)
     for beta, k in zip(betas, ks):
         if not (isinstance(beta, float) and beta == 0.0):
             out = out + (beta * h).astype(dtype) * k
@@ -419,7 +447,7 @@ def _finish(plan: StagePlan, c: _Carry, ys, times):
     k_last = jnp.minimum(c.k, T - 1)
     info = jnp.where(exhausted | (status == OK), jnp.stack([c.t, times[k_last], jnp.abs(c.h)]), c.info)
     ys = jnp.where(status == OK, ys, jnp.asarray(jnp.nan, ys.dtype))
-    return ys, jnp.stack([c.nfe, c.acc, c.rej]), status, info
+    return ys, c.counters[1:], status, info
 
 
 # ---------------------------------------------------------------------------------------
@@ -429,14 +457,32 @@ def _finish(plan: StagePlan, c: _Carry, ys, times):
 class Tape(NamedTuple):
     """Row i: the state before accepted step i, its t, h and end time, and the outputs it
     produced, indices [k_lo, k_hi) (none when equal).  Rows at and after the number of accepted
-    steps are scratch."""
+    steps are scratch.  The scalars are kept as two small matrices, so a step writes its row in
+    three updates instead of six (README, item 15)."""
 
     y: jax.Array  # [L, n]
-    t: jax.Array  # [L]
-    h: jax.Array  # [L]
-    k_lo: jax.Array  # [L] int32
-    k_hi: jax.Array  # [L] int32
-    t_end: jax.Array  # [L]
+    times: jax.Array  # [L, 3]: t, h, t_end
+    outputs: jax.Array  # [L, 2] int32: k_lo, k_hi
+
+    @property
+    def t(self):
+        return self.times[:, 0]
+
+    @property
+    def h(self):
+        return self.times[:, 1]
+
+    @property
+    def t_end(self):
+        return self.times[:, 2]
+
+    @property
+    def k_lo(self):
+        return self.outputs[:, 0]
+
+    @property
+    def k_hi(self):
+        return self.outputs[:, 1]
 
 
 # A tape of this many steps: a longer solve is taped in segments of it (see integrate).  A tape
@@ -455,26 +501,47 @@ def segment_rows(length: int) -> int:
 
 
 def _empty_tape(rows: int, y0, cdt) -> Tape:
-    zeros, none = jnp.zeros(rows, cdt), jnp.zeros(rows, jnp.int32)
-    return Tape(jnp.zeros((rows,) + y0.shape, y0.dtype), zeros, zeros, none, none, zeros)
+    return Tape(jnp.zeros((rows,) + y0.shape, y0.dtype), jnp.zeros((rows, 3), cdt), jnp.zeros((rows, 2), jnp.int32))
+
+
+def _dtype_groups(p) -> list:
+    """The packed carry's parts grouped by dtype, as lists of part indices: a checkpoint keeps one
+    flat row per dtype, written in one update."""
+    groups = {}
+    for i, x in enumerate(p):
+        groups.setdefault(jnp.dtype(x.dtype), []).append(i)
+    return list(groups.values())
 
 
 def _empty_checkpoints(length: int, rows: int, p0):
     """The loop's packed carry at the start of each segment: one row per segment, and a scratch
-    row that the steps inside a segment write to."""
+    row that the steps inside a segment write to; one matrix per dtype of the carry's parts."""
     segments = -(-length // rows)
-    return tuple(jnp.zeros((segments + 1,) + x.shape, x.dtype) for x in p0)
+    return tuple(jnp.zeros((segments + 1, sum(p0[i].size for i in group)), p0[group[0]].dtype)
+                 for group in _dtype_groups(p0))
 
 
 def _write_checkpoint(checkpoints, p, acc, rows: int):
     at = jnp.where(acc % rows == 0, acc // rows, checkpoints[0].shape[0] - 1)
-    return tuple(lax.dynamic_update_index_in_dim(c, x, at, 0) for c, x in zip(checkpoints, p))
+    rows_ = [jnp.concatenate([jnp.ravel(p[i]) for i in group]) for group in _dtype_groups(p)]
+    return tuple(lax.dynamic_update_index_in_dim(c, x, at, 0) for c, x in zip(checkpoints, rows_))
+
+
+def _read_checkpoint(checkpoints, segment, like):
+    """The packed carry kept for ``segment``, in the parts (shapes, dtypes) of ``like``."""
+    parts = [None] * len(like)
+    for c, group in zip(checkpoints, _dtype_groups(like)):
+        row, at = c[segment], 0
+        for i in group:
+            parts[i] = row[at:at + like[i].size].reshape(like[i].shape)
+            at += like[i].size
+    return tuple(parts)
 
 
 def _write_tape(tape: Tape, row, y, t, h, k_lo, k_hi, t_end) -> Tape:
-    return Tape(lax.dynamic_update_index_in_dim(tape.y, y, row, 0), tape.t.at[row].set(t), tape.h.at[row].set(h),
-                tape.k_lo.at[row].set(k_lo.astype(jnp.int32)), tape.k_hi.at[row].set(k_hi.astype(jnp.int32)),
-                tape.t_end.at[row].set(t_end))
+    return Tape(lax.dynamic_update_index_in_dim(tape.y, y, row, 0),
+                lax.dynamic_update_index_in_dim(tape.times, jnp.stack([t, h, t_end]).astype(tape.times.dtype), row, 0),
+                lax.dynamic_update_index_in_dim(tape.outputs, jnp.stack([k_lo, k_hi]).astype(jnp.int32), row, 0))
 
 
 def _retape(f, cfg: SolveConfig, checkpoints, segment, last, tape: Tape, args, times, nums):
@@ -485,7 +552,7 @@ def _retape(f, cfg: SolveConfig, checkpoints, segment, last, tape: Tape, args, t
     rows = tape.t.shape[0]
     direction = jnp.where(times[-1] > times[0], 1.0, -1.0).astype(cdt)
     advance = _advance(f, plan, times, direction, args, _attempt(f, plan, cfg, times, args, nums, cdt))
-    p0 = tuple(c[segment] for c in checkpoints)
+    p0 = _read_checkpoint(checkpoints, segment, _zero_carry(tape.y[0], cdt))
     end = (segment + 1) * rows
 
     def body(state):
@@ -495,8 +562,8 @@ def _retape(f, cfg: SolveConfig, checkpoints, segment, last, tape: Tape, args, t
         return _pack(c2), ys, _write_tape(tape, c.acc % rows, *row)
 
     scratch = jnp.zeros((times.shape[0],) + p0[0].shape, p0[0].dtype)  # the outputs, not needed
-    p, _, tape = lax.while_loop(lambda s: (segment < last) & (s[0][3][4] < end), body, (p0, scratch, tape))
-    return tape, p[3][3] - p0[3][3]
+    p, _, tape = lax.while_loop(lambda s: (segment < last) & (s[0][4][2] < end), body, (p0, scratch, tape))
+    return tape, p[4][1] - p0[4][1]
 
 
 def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, taped, n_steps, ct_ys, arg_leaves,
@@ -648,11 +715,12 @@ def _output_cotangents(plan: StagePlan, tape: Tape, i, times, ct_ys, h):
 
 
 def _ensure_fy(f, plan, c, args):
-    """f(t, y): the carried value (FSAL, or after a rejection) or a fresh evaluation."""
+    """(f(t, y), the evaluations that took): the carried value (FSAL, or after a rejection) or a
+    fresh evaluation."""
     if plan.fsal:
-        return c.fy, c.nfe
+        return c.fy, 0
     fy = lax.cond(c.fy_valid, lambda: c.fy, lambda: f(c.t.astype(c.y.dtype), c.y, args))
-    return fy, c.nfe + jnp.where(c.fy_valid, 0, 1).astype(jnp.int32)
+    return fy, jnp.where(c.fy_valid, 0, 1).astype(jnp.int32)
 
 
 def _adaptive_attempt(f, plan: StagePlan, cfg: SolveConfig, times, direction, args, rtol, atol, cdt):
@@ -697,10 +765,7 @@ def _adaptive_attempt(f, plan: StagePlan, cfg: SolveConfig, times, direction, ar
             h=jnp.where(accept, h_acc, jnp.where(reject, h_rej, c.h)).astype(cdt),
             rejected=jnp.where(accept, False, jnp.where(reject, True, c.rejected)),
             j=c.j,
-            steps=c.steps + 1,
-            nfe=jnp.where(underflow, c.nfe, nfe + n_new).astype(jnp.int32),
-            acc=c.acc + accept.astype(jnp.int32),
-            rej=c.rej + reject.astype(jnp.int32),
+            counters=_counted(c, 1, jnp.where(underflow, 0, nfe + n_new), accept, reject),
             status=status,
             info=jnp.where(status != OK, jnp.stack([c.t, t_next, jnp.abs(h_try)]), c.info).astype(cdt),
         )
@@ -731,10 +796,7 @@ def _fixed_attempt(f, plan: StagePlan, step_size, times, args, cdt):
             h=c.h,
             rejected=c.rejected,
             j=jnp.where(last, 0, c.j + 1).astype(jnp.int32),
-            steps=c.steps + 1,
-            nfe=(nfe + n_new).astype(jnp.int32),
-            acc=c.acc + 1,
-            rej=c.rej,
+            counters=_counted(c, 1, nfe + n_new, 1),
             status=status,
             info=jnp.where(bad, jnp.stack([t_new, t_next, jnp.abs(h)]), c.info).astype(cdt),
         )
