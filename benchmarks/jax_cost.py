@@ -2,9 +2,12 @@
 
     python -m benchmarks.jax_cost [--problems mlp,mlp-wide,cnf,odenet] [--tols 1e-3,1e-5,1e-7]
                                   [--fixed-steps 10] [--counts returned] [--repeats 15] [--warmup 2]
-                                  [--processes 3] [--odenet-processes 1] [--out table.md]
+                                  [--processes 3] [--odenet-processes 1] [--dispatch async]
+                                  [--out table.md]
 
-``--out table.md`` also writes table.json: every row with its repeats.
+``--out table.md`` also writes table.json: every row with its repeats.  ``--dispatch sync`` turns
+JAX's asynchronous CPU dispatch off in every process: then odebench's programs run on the calling
+thread, as diffrax's do anyway (their host callbacks), README item 15.
 
 Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
 RecursiveCheckpointAdjoint; dopri5 (diffrax Dopri5 + PIDController(rtol, atol)), rtol = atol =
@@ -136,6 +139,14 @@ def build(name: str):
 
 
 COUNT_MODES = ("returned", "callback", "off")
+DISPATCH_MODES = ("async", "sync")
+
+
+def set_dispatch(mode: str) -> None:
+    """JAX's CPU dispatch for this process (before its first computation): README, item 15."""
+    import jax
+
+    jax.config.update("jax_cpu_enable_async_dispatch", mode == "async")
 
 
 class Method:
@@ -328,7 +339,7 @@ def merge_processes(runs: list) -> list:
 
 
 def cell_in_processes(problem: str, tol: float, steps: int, repeats: int, warmup: int, counts: str,
-                      processes: int) -> list:
+                      processes: int, dispatch: str = "async") -> list:
     """run_cell in ``processes`` fresh Python processes, one after another, merged
     (merge_processes says why)."""
     import json
@@ -341,7 +352,8 @@ def cell_in_processes(problem: str, tol: float, steps: int, repeats: int, warmup
         for i in range(processes):
             out = Path(tmp) / f"rows{i}.json"
             cmd = [sys.executable, "-m", "benchmarks.jax_cost", "--cell", f"{problem},{tol!r},{steps}",
-                   "--repeats", str(repeats), "--warmup", str(warmup), "--counts", counts, "--rows-json", str(out)]
+                   "--repeats", str(repeats), "--warmup", str(warmup), "--counts", counts, "--rows-json", str(out),
+                   "--dispatch", dispatch]
             subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
             runs.append(json.loads(out.read_text()))
     return merge_processes(runs)
@@ -423,6 +435,10 @@ def _parser() -> argparse.ArgumentParser:
                          "repeats (a program's speed depends on its process: see merge_processes)")
     ap.add_argument("--odenet-processes", type=_positive_int, default=1,
                     help="processes per odenet cell (its 1e-7 cells take minutes each)")
+    ap.add_argument("--dispatch", choices=DISPATCH_MODES, default="async",
+                    help="JAX's CPU dispatch: async (its default: a program without host callbacks runs on a "
+                         "pool thread) or sync (jax_cpu_enable_async_dispatch off: every program on the calling "
+                         "thread, as diffrax's, whose error checks are host callbacks, run anyway)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # problem,tol,steps: one cell, this process
     ap.add_argument("--rows-json", default=None, help=argparse.SUPPRESS)
@@ -434,6 +450,7 @@ def _one_cell(args) -> int:
     import json
 
     problem, tol, steps = args.cell.split(",")
+    set_dispatch(args.dispatch)
     cell = run_cell(problem, float(tol), args.repeats, args.warmup, int(steps), args.counts)
     print(_cell_line(cell, "(one process) "), flush=True)
     with open(args.rows_json, "w") as fh:
@@ -449,6 +466,7 @@ def main(argv=None) -> int:
     unknown = [p for p in args.problems.split(",") if p not in PROBLEMS]
     if unknown:
         ap.error(f"unknown problem(s) {', '.join(unknown)}; the problems are {', '.join(PROBLEMS)}")
+    set_dispatch(args.dispatch)
     rows, fixed = [], []
     for problem in args.problems.split(","):
         repeats = args.odenet_repeats if problem == "odenet" else args.repeats
@@ -460,13 +478,14 @@ def main(argv=None) -> int:
             if processes == 1:
                 cell = run_cell(problem, tol, repeats, warmup, steps, args.counts)
             else:
-                cell = cell_in_processes(problem, tol, steps, repeats, warmup, args.counts, processes)
+                cell = cell_in_processes(problem, tol, steps, repeats, warmup, args.counts, processes, args.dispatch)
             (fixed if steps else rows).extend(cell)
             print(_cell_line(cell, f"({processes} processes pooled) " if processes > 1 else ""), flush=True)
     text = markdown(rows)
     if fixed:
         text += f"\n\nAt equal NFE ({args.fixed_steps} fixed dopri5 steps in both libraries):\n\n" + markdown(fixed)
-    text += "\n\nMachine:\n\n" + machine_lines(machine_info("jax", "jaxlib", "diffrax", "equinox"))
+    text += (f"\n\nJAX CPU dispatch: {args.dispatch}.\n\nMachine:\n\n"
+             + machine_lines(machine_info("jax", "jaxlib", "diffrax", "equinox")))
     print("\n" + text)
     if args.out:
         save(args.out, text, rows + fixed)

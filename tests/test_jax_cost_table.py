@@ -85,7 +85,8 @@ def test_bad_benchmark_arguments_exit_2_before_running(capsys):
     from benchmarks.jax_cost import main
 
     for argv, message in ((["--problems", "mlp,nope"], "unknown problem(s) nope; the problems are mlp, mlp-wide"),
-                          (["--processes", "0"], "0 is not a positive integer")):
+                          (["--processes", "0"], "0 is not a positive integer"),
+                          (["--dispatch", "eager"], "invalid choice: 'eager' (choose from 'async', 'sync')")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2 and message in capsys.readouterr().err
