@@ -82,11 +82,15 @@ def test_processes_pool_their_repeats_and_must_count_alike():
 def test_bad_benchmark_arguments_exit_2_before_running(capsys):
     import pytest
 
-    from benchmarks.jax_cost import main
+    from benchmarks import jax_cost, jax_fixed_cost
 
-    for argv, message in ((["--problems", "mlp,nope"], "unknown problem(s) nope; the problems are mlp, mlp-wide"),
-                          (["--processes", "0"], "0 is not a positive integer"),
-                          (["--dispatch", "eager"], "invalid choice: 'eager' (choose from 'async', 'sync')")):
+    for main, argv, message in (
+            (jax_cost.main, ["--problems", "mlp,nope"], "unknown problem(s) nope; the problems are mlp, mlp-wide"),
+            (jax_cost.main, ["--processes", "0"], "0 is not a positive integer"),
+            (jax_cost.main, ["--dispatch", "eager"], "invalid choice: 'eager' (choose from 'async', 'sync')"),
+            (jax_fixed_cost.main, ["--problems", "nope"], "unknown problem or dispatch nope; the problems are mlp"),
+            (jax_fixed_cost.main, ["--dispatch", "async,eager"], "unknown problem or dispatch eager"),
+            (jax_fixed_cost.main, ["--steps", "4,4"], "--steps needs two or more different positive counts, got '4,4'")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2 and message in capsys.readouterr().err
@@ -107,3 +111,21 @@ def test_saved_rows_rebuild_the_table(tmp_path):
     for row in back:
         row["repeats"] = [tuple(r) for r in row["repeats"]]
     assert markdown(back) == markdown(rows)
+
+
+def test_fixed_cost_fit_recovers_the_line_and_the_table_gives_the_processes_range():
+    """benchmarks/jax_fixed_cost.py: the fitted line is the one the points lie on; the table's
+    cells are the median of the processes' fits and their range."""
+    import pytest
+
+    from benchmarks.jax_fixed_cost import fit_line, markdown
+
+    nfe = [7, 13, 25, 49, 97]
+    fixed, per_eval = fit_line(nfe, [(300 + 65 * n) * 1e-6 for n in nfe])
+    assert fixed == pytest.approx(300, abs=1e-6) and per_eval == pytest.approx(65, abs=1e-9)
+    with pytest.raises(ValueError, match="two different evaluation counts"):
+        fit_line([7, 7], [1e-3, 2e-3])
+    runs = [{"jax-adjoint": {"fit": (a, 60.0)}, "diffrax-backsolve": {"fit": (a + 50, 61.0)}} for a in (100, 200, 400)]
+    assert "| mlp | sync | 3 | 200.0 (100.0–400.0) | 250.0 (150.0–450.0) | 60.0 (60.0–60.0) | 61.0 (61.0–61.0) |" \
+        in markdown({("mlp", "sync"): runs})
+
