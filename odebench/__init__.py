@@ -6,8 +6,7 @@ below use a default registry built on first use (built-ins, entry points, ODEBEN
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from .version import __version__
 from .errors import (  # noqa: E402
     DuplicateNameError,
     InvalidInputError,

@@ -214,7 +214,7 @@ def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
     A model without an ODE (e.g. mnist's resnet) runs once per framework and seed.  Exit 0 when
     every cell is ok, 1 when some are not (their rows are kept), 2 on bad input (nothing ran)."""
     from .execution import ExecutorSettings
-    from .harness import run_grid
+    from .runner import run_grid
     from .report import print_table
     from .results import normalise
 

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Optional, Protocol, Sequence
 
 from .errors import InvalidInputError
 from .grid import Cell, RunConfig
+from .harness import framework_of, run_cell
 
 # Environment variables that bound a framework's threads; set in a worker before it imports one.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -103,8 +104,6 @@ def default_threads(workers: int) -> int:
 
 def execute_job(job: CellJob, progress: Optional[Callable[[int, int], None]] = None, registry=None) -> dict:
     """Run one job in this process and return its row (what every executor's worker calls)."""
-    from .harness import run_cell
-
     limit_threads(job.threads)
     registry = registry if registry is not None else registry_for(job)
     _load_framework(job, registry)
@@ -116,8 +115,6 @@ def execute_job(job: CellJob, progress: Optional[Callable[[int, int], None]] = N
 def _load_framework(job: CellJob, registry) -> None:
     """Import the cell's framework before its clock starts, so a fresh process's import (torch:
     about 2 s) is not counted in ``time_total_s``; a failure is left for the cell to report."""
-    from .harness import framework_of
-
     try:
         registry.runtime(framework_of(job.cell, registry))
     except Exception:  # run_cell turns it into the cell's row

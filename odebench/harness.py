@@ -1,9 +1,9 @@
-"""Runs a grid of cells and measures each: one result row per cell.
+"""Measures one cell: trains and evaluates it and returns its result row.
 
-The harness owns the loop, the clock's bookkeeping and the rows; the framework's Runtime
+The harness owns the training loop, the clock's bookkeeping and the row; the framework's Runtime
 (odebench.protocols) does the framework work (device, seeding, synchronised clock reads,
 memory, the train step).  The grid itself -- cells, configuration, input checks -- is
-odebench.grid's.  A failing cell becomes a row with status ``failed`` and the error text, a
+odebench.grid's; running a whole grid on an executor is odebench.runner's.  A failing cell becomes a row with status ``failed`` and the error text, a
 NaN loss a row with status ``diverged``; the other cells still run.
 
 Measurement rules (architecture.md section 4):
@@ -27,14 +27,12 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import MissingDependencyError, OdebenchError
-from .execution import ExecutorSettings, check_settings, choose_executor, make_jobs
+from .errors import OdebenchError
 from .grid import Cell, RunConfig, build_task_options, eval_tolerances, plan  # noqa: F401  (re-exported)
 from .grid import solver_options
 from .plugins import Registry
 from .protocols import BoundOdeint
-from .results import ResultStore, cell_key, library_versions, new_run_id, now_iso, provenance, to_json
-from .resume import save_grid
+from .results import library_versions, now_iso, provenance, to_json
 from .solve.setup import DEFAULT_ATOL, DEFAULT_RTOL
 from .specs import SolveStats, TaskSpec
 
@@ -240,47 +238,3 @@ def _summarise(row: dict, counts: dict, fwd: list, bwd: list, probe) -> None:
     if probe.probed and fwd and row["time_forward_s"] + row["time_backward_s"] > 0:
         probed = probe.time_forward_s + probe.time_backward_s
         row["probe_slowdown"] = probed / (row["time_forward_s"] + row["time_backward_s"])
-
-
-def run_grid(config: RunConfig, registry: Registry, on_cell_start=None, on_cell_end=None,
-             progress_factory=None, executor: Optional[str] = None,
-             settings: ExecutorSettings = ExecutorSettings(), resume: bool = False) -> ResultStore:
-    """Run every cell (with ``resume``: every cell of run ``config.run_id`` without an ok row)
-    on an executor, writing each row as soon as its cell ends and consolidating at the end.
-
-    Everything is checked before the first cell starts: the grid (``plan``), the executor and its
-    settings, the output folder.  ``on_cell_start(job)`` / ``on_cell_end(done, total, cell, row)``
-    report progress."""
-    cells = plan(config, registry)
-    store = ResultStore(config.out_dir, config.run_id or new_run_id(), csv=config.csv)
-    todo = list(range(len(cells)))
-    if resume:
-        finished = {cell_key(row) for row in store.previous_rows() if row.get("status") == "ok"}
-        todo = [i for i in todo if cell_key(cells[i]) not in finished]
-    name = choose_executor(executor, settings, len(todo))
-    runner = _executor(registry, name, settings)
-    save_grid(store, config, registry)
-    jobs = make_jobs([cells[i] for i in todo], config, registry, store.run_id, settings, todo)
-    rows = runner.run(jobs, registry, on_cell_start, progress_factory)
-    try:
-        for done, (job, row) in enumerate(rows, 1):
-            row["executor"] = name
-            store.append(row)
-            if on_cell_end:
-                on_cell_end(done, len(jobs), job.cell, row)
-    finally:
-        if hasattr(rows, "close"):  # an interrupted run stops the executor's cells (its generator's cleanup)
-            rows.close()
-        store.consolidate()
-    return store
-
-
-def _executor(registry: Registry, name: str, settings: ExecutorSettings):
-    """The executor called ``name``, its settings checked (before anything runs)."""
-    spec = registry.get("executor", name).spec
-    missing = registry.missing(name, "executor")
-    if missing:
-        raise MissingDependencyError(f"executor {name!r} needs {', '.join(missing)}, which is not installed "
-                                     f"(install it with pip install 'odebench[{spec.extra}]')")
-    check_settings(name, spec, settings)
-    return registry.executor(name)(settings)

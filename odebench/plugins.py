@@ -72,7 +72,7 @@ def _packages_distributions() -> dict:
 
 def _distribution_version(module_name: str) -> str:
     top = module_name.split(".")[0]
-    from . import __version__
+    from .version import __version__
 
     if top in BUILTIN_PLUGINS or top == "odebench":
         return __version__

@@ -88,7 +88,7 @@ def _git_commit() -> Optional[str]:  # once per process: every row records it
 
 def provenance() -> dict:
     """Versions and machine facts recorded in every row (read from metadata, importing no framework)."""
-    from . import __version__
+    from .version import __version__
 
     return {
         "odebench_version": __version__,
