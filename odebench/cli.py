@@ -10,6 +10,7 @@ from typing import Optional
 import click
 
 from .errors import InvalidInputError, OdebenchError
+from .results import is_missing
 from .resume import check_run_id
 
 
@@ -282,27 +283,23 @@ def _config(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batc
 
 def _row_label(row: dict) -> str:
     """A result row's cell, briefly: task model backend [solver [rtol]] seed."""
-    from .report import _missing
-
     parts = [row.get("task"), row.get("model"), row.get("backend"), row.get("solver")]
-    if not _missing(row.get("rtol")):
+    if not is_missing(row.get("rtol")):
         parts.append(f"rtol={float(row['rtol']):g}")
     parts.append(f"seed={row.get('seed')}")
-    return " ".join(str(p) for p in parts if not _missing(p))
+    return " ".join(str(p) for p in parts if not is_missing(p))
 
 
 def _failure_summary(rows: list) -> str:
     """One line for the cells that did not finish ok, by status, with the first error of each
     status (its first line, shortened); "" when every cell is ok."""
-    from .report import _missing
-
     bad = [r for r in rows if r.get("status") != "ok"]
     if not bad:
         return ""
     parts = []
     for status in dict.fromkeys(str(r.get("status")) for r in bad):
         these = [r for r in bad if str(r.get("status")) == status]
-        error = "" if _missing(these[0].get("error")) else str(these[0]["error"]).strip()
+        error = "" if is_missing(these[0].get("error")) else str(these[0]["error"]).strip()
         error = (error.splitlines() or ["no error text"])[0]
         error = error if len(error) <= 120 else error[:117] + "..."
         parts.append(f"{len(these)} {status} (first: {_row_label(these[0])}: {error})")
@@ -395,14 +392,12 @@ class _Progress:
 
 def _cell_line(done, total, cell, row) -> str:
     """``[3/28] <cell label>: ok in 18.1 s (metric 3.1493)``; a failure gives its error's first line."""
-    from .report import _missing
-
     status = row.get("status")
-    took = "" if _missing(row.get("time_total_s")) else f" in {float(row['time_total_s']):.1f} s"
+    took = "" if is_missing(row.get("time_total_s")) else f" in {float(row['time_total_s']):.1f} s"
     line = f"[{done}/{total}] {cell.label()}: {status}{took}"
-    if status == "ok" and not _missing(row.get("metric")):
+    if status == "ok" and not is_missing(row.get("metric")):
         return f"{line} (metric {float(row['metric']):.4f})"
-    error = "" if _missing(row.get("error")) else str(row["error"]).strip()
+    error = "" if is_missing(row.get("error")) else str(row["error"]).strip()
     return f"{line} ({error.splitlines()[0][:160]})" if error else line
 
 

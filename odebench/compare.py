@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .errors import InvalidInputError
-from .report import _missing
+from .results import is_missing
 
 IDENTITY_COLUMNS = ("task", "model", "backend", "solver", "rtol", "atol", "seed", "dtype", "device")
 MODEL_AT = IDENTITY_COLUMNS.index("model")
@@ -60,7 +60,7 @@ def load_run(path):
 def _ident(value):
     """One identity value, comparable across parquet and csv: missing (None or NaN) -> None,
     numbers -> float (a seed read as 0.0 matches 0), anything else -> str."""
-    if _missing(value):
+    if is_missing(value):
         return None
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
@@ -105,7 +105,7 @@ def _higher_is_better(base: dict, new: dict) -> bool:
     """The metric's direction from NEW's row, else BASE's; lower is better where neither says."""
     for row in (new, base):
         value = row.get("metric_higher_is_better")
-        if not _missing(value):
+        if not is_missing(value):
             return str(value).strip().lower() in ("true", "1", "1.0")
     return False
 
@@ -123,7 +123,7 @@ def _ratio(figure: str, base: dict, new: dict) -> Optional[tuple]:
         return ratio, (1 - ratio) if _higher_is_better(base, new) else (ratio - 1)
     if b <= 0 or n <= 0:
         return None
-    if figure in MEMORY and not any(_missing(r.get("memory_kind")) for r in (base, new)) \
+    if figure in MEMORY and not any(is_missing(r.get("memory_kind")) for r in (base, new)) \
             and base["memory_kind"] != new["memory_kind"]:
         return None
     return n / b, n / b - 1
@@ -190,7 +190,7 @@ def compare_frames(base, new, threshold: float, base_label: str = "BASE", new_la
 def _status(rows: dict, key: tuple) -> Optional[str]:
     """The other run's status of a cell it has but did not finish ok (e.g. failed), else None."""
     status = rows[key]["status"] if key in rows else None
-    return None if status == "ok" or _missing(status) else str(status)
+    return None if status == "ok" or is_missing(status) else str(status)
 
 
 def _rate(key: tuple, base: dict, new: dict, threshold: float) -> CellComparison:

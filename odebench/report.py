@@ -7,6 +7,8 @@ from typing import Optional
 
 import click
 
+from .results import is_missing
+
 # The summary table: (column in the results, header, format)
 SUMMARY = [
     ("model", "model", "{}"),
@@ -39,18 +41,8 @@ def _line(values, widths) -> str:
     return "  ".join(v.ljust(w) if i < TEXT_COLUMNS else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths)))
 
 
-def _missing(value) -> bool:
-    """None or NaN (a column a row does not have, e.g. the tolerance of a ResNet row)."""
-    import pandas as pd
-
-    try:
-        return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
-    except (TypeError, ValueError):
-        return False
-
-
 def _cell(value, col: str, fmt: str) -> str:
-    if _missing(value):
+    if is_missing(value):
         return "-"
     if col in MS:
         value = float(value) * 1e3
@@ -83,8 +75,8 @@ def format_table(frame) -> str:
         lines += [_line(b, widths) for b in body]
         for r in records:
             if r["status"] != "ok":
-                where = " ".join(str(r.get(c)) for c in ("model", "backend", "solver") if not _missing(r.get(c)))
-                tol = "" if _missing(r.get("rtol")) else f" rtol={r['rtol']:g}"
+                where = " ".join(str(r.get(c)) for c in ("model", "backend", "solver") if not is_missing(r.get(c)))
+                tol = "" if is_missing(r.get("rtol")) else f" rtol={r['rtol']:g}"
                 lines.append(f"   ! {where}{tol}: {r['status']}: {str(r.get('error'))[:200]}")
     return "\n".join(lines)
 
@@ -157,7 +149,7 @@ def _series(sub) -> list:
                                dropna=False):
         g = (g.groupby(["rtol", "atol"], as_index=False, dropna=False).mean(numeric_only=True)
              .sort_values("rtol", ascending=False))
-        out.append((" / ".join(str(k) for k in keys if not _missing(k)), g, True))
+        out.append((" / ".join(str(k) for k in keys if not is_missing(k)), g, True))
     for keys, g in sub[sub["solver"].isna()].groupby(["model", "backend"], dropna=False):
         out.append((f"{keys[0]} ({keys[1]}, no ODE)", g, False))
     return out
@@ -181,7 +173,7 @@ def _task_panels(axes, sub, task: str, kinds: list) -> None:
         time_ax.plot(g["time_iter_s"] * 1e3, g["metric"], "o-", color=color, label=label)
         nfe_ax.plot(g["nfe_total"], g["metric"], "o-", color=color, label=label)
         for _, r in g.iterrows():
-            note = "fixed step" if _missing(r["rtol"]) else f"{r['rtol']:.0e}"
+            note = "fixed step" if is_missing(r["rtol"]) else f"{r['rtol']:.0e}"
             nfe_ax.annotate(note, (r["nfe_total"], r["metric"]), fontsize=7, alpha=0.7)
     _memory_panels(axes[2:-1], sub, task, kinds, colors)
     _dial_panel(dial_ax, sub[sub["solver"].notna()], metric_name)
@@ -233,7 +225,7 @@ def _dial_panel(ax, ode, metric_name: str) -> None:
     twin = None
     for r in ode.to_dict("records"):
         raw = r.get("eval_tolerances")  # NaN where a file without the column joins one with it
-        sweep = [] if _missing(raw) else [e for e in json.loads(raw or "null") or [] if "metric" in e]
+        sweep = [] if is_missing(raw) else [e for e in json.loads(raw or "null") or [] if "metric" in e]
         if not sweep:
             continue
         twin = twin or ax.twinx()

@@ -123,6 +123,17 @@ def _plain(value):
     return float(value) if isinstance(value, float) else value
 
 
+def is_missing(value) -> bool:
+    """None or NaN: a column a row does not have (the tolerance of a ResNet row, a column that
+    an older result file lacks), whichever way pandas or JSON gave it back."""
+    import pandas as pd
+
+    try:
+        return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+    except (TypeError, ValueError):  # a list or array value: present
+        return False
+
+
 def cell_key(values) -> tuple:
     """The identity of a cell, from a row (mapping) or a Cell: equal for a Cell and its row read back."""
     get = values.get if isinstance(values, dict) else lambda name: getattr(values, name)
