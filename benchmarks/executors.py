@@ -2,7 +2,7 @@
 
     python -m benchmarks.executors [--cells 1000] [--kills 5] [--sections writing,kills,dask,throughput]
 
-1. Writing: the 1,000-cell trivial grid's rows (benchmarks/trivial_plugin.py, one real row
+1. Writing: the 1,000-cell trivial grid's rows (tests/fixtures/trivial_plugin.py, one real row
    each) appended to a ResultStore one by one -- time per append at the first and the last
    hundred cells, the consolidation at the end, the file's size -- against the old store that
    rewrote the whole parquet file per cell.
@@ -34,7 +34,7 @@ from pathlib import Path
 from benchmarks.problems import machine_info, machine_lines
 
 ROOT = Path(__file__).resolve().parent.parent
-TRIVIAL = ["-p", "benchmarks.trivial_plugin", "--task", "trivial", "--backend", "py-none", "--quiet"]
+TRIVIAL = ["-p", "tests.fixtures.trivial_plugin", "--task", "trivial", "--backend", "py-none", "--quiet"]
 CNF = ["--task", "cnf", "--backend", "torch-adjoint", "--batch-size", "64", "--tol", "1e-3", "--seed", "0..7", "--quiet"]
 
 

@@ -1,7 +1,7 @@
 """Executors: isolation (abort, hang), Dask against serial, resume after a kill, the result
 fragments, the default choice, per-cell peak RSS.
 
-The trivial task (benchmarks/trivial_plugin.py) is plain Python, so a fresh process per cell
+The trivial task (tests/fixtures/trivial_plugin.py) is plain Python, so a fresh process per cell
 costs a fraction of a second here; its options make chosen seeds abort or hang.
 """
 
@@ -20,7 +20,7 @@ from odebench.execution import ExecutorSettings, choose_executor
 from odebench.results import ResultStore, read_result_file
 
 ROOT = Path(__file__).resolve().parent.parent
-TRIVIAL = ["run", "-p", "benchmarks.trivial_plugin", "--task", "trivial", "--backend", "py-none", "--quiet"]
+TRIVIAL = ["run", "-p", "tests.fixtures.trivial_plugin", "--task", "trivial", "--backend", "py-none", "--quiet"]
 
 
 def invoke(args):
