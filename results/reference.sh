@@ -25,4 +25,4 @@ for n in 30 50 100; do
     --opt n_obs=$n --opt n_train=1000 --opt n_test=200 --opt batch_size=1000 --opt window=200 --opt lr=0.01 \
     --steps 2000 --out "$OUT" --run-id table2-n$n
 done
-"$PYTHON" -m benchmarks.paper_claims --results "$OUT" --readme results/README.md
+"$PYTHON" -m odebench.claims --results "$OUT" --readme results/README.md

@@ -1,7 +1,7 @@
 """The paper's claims as odebench measures them: figures, tables and one-line verdicts from the
 committed reference runs (results/reference.sh runs them, then this).
 
-    python -m benchmarks.paper_claims [--results results/reference] [--readme results/README.md]
+    python -m odebench.claims [--results results/reference] [--readme results/README.md]
 
 It reads the result files, draws ``claims-*.png`` beside them and rewrites the block between
 ``<!-- claims:start -->`` and ``<!-- claims:end -->`` of the README.  Every verdict is computed
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odebench.results import read_results
+from .results import read_results
 
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 MIB = 2 ** 20
@@ -244,7 +244,7 @@ def claims_markdown(results: Path) -> str:
     cnf, table1 = _nfe(_load(results, "claims-cnf")), _nfe(_load(results, "table1"))
     rknet, peers = _nfe(_load(results, "table1-rknet")), _nfe(_load(results, "cnf-peers"))
     machine = cnf["cpu"].iloc[0]
-    parts = [f"Computed by `python -m benchmarks.paper_claims` from the runs of `results/reference.sh` "
+    parts = [f"Computed by `python -m odebench.claims` from the runs of `results/reference.sh` "
              f"(machine: {machine}; run on {cnf['timestamp'].min()[:10]}).", ""]
     parts += memory_claim(cnf, results) + dial_claim(cnf, table1, results) + nfe_claims(cnf, table1, results)
     parts += table1_claim(table1, rknet) + table2_claim(results) + peers_claim(peers, results)
