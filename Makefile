@@ -30,7 +30,6 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem odenet --tols 1e-3
 	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem mlp100 --tols 1e-3,1e-5 --repeats 10
 	$(PY) -m benchmarks.torch_vs_torchdiffeq --problem latent --tols 1e-3,1e-5 --repeats 10
-	$(PY) -m benchmarks.jax_vs_diffrax
 	$(PY) -m benchmarks.jax_cost
 	$(PY) -m benchmarks.jax_fixed_cost
 	$(PY) -m benchmarks.peer_overhead

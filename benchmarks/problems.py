@@ -1,6 +1,6 @@
 """The benchmarks' problems and machine description, defined once.
 
-Used by the comparison scripts (``torch_vs_torchdiffeq``, ``jax_vs_diffrax``, ``peer_overhead``),
+Used by the comparison scripts (``torch_vs_torchdiffeq``, ``jax_cost``, ``peer_overhead``),
 the asv suite (``bench_*.py``) and the pytest-benchmark micro-benchmarks (``tests/benchmarks``),
 so a figure in one can be set beside a figure in another.
 
