@@ -1,7 +1,7 @@
 """The benchmarks' problems and machine description, defined once.
 
 Used by the comparison scripts (``torch_vs_torchdiffeq``, ``jax_cost``, ``peer_overhead``),
-the asv suite (``bench_*.py``) and the pytest-benchmark micro-benchmarks (``tests/benchmarks``),
+the asv suite (``asv_bench/``) and the pytest-benchmark micro-benchmarks (``tests/benchmarks``),
 so a figure in one can be set beside a figure in another.
 
 * The MLP dynamics ``dy/dt = net(y)``, net = Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2)
@@ -166,21 +166,6 @@ def task_config(task: str, backend: str, solver: str, tol: float, steps: int = 3
                      task_options=dict(chosen), eval_tolerances=[], device="cpu")
 
 
-def task_cell_row(task: str, backend: str, solver: str, tol: float, steps: int = 3) -> dict:
-    """The harness's row for one small cell, run as ``odebench run`` runs it (not written)."""
-    from odebench.grid import plan
-    from odebench.harness import run_cell
-    from odebench.plugins import make_registry
-
-    reg = make_registry()
-    config = task_config(task, backend, solver, tol, steps)
-    (cell,) = plan(config, reg)
-    row = run_cell(cell, config, reg, "asv")
-    if row["status"] != "ok":
-        raise RuntimeError(f"{cell.label()}: {row['status']}: {row['error']}")
-    return row
-
-
 class TrainingStep:
     """One training step of a small cell's trainer, built as the harness builds it: call it to
     take the next step; ``stats`` holds the counts of every step taken."""
@@ -206,99 +191,3 @@ class TrainingStep:
         result = self.trainer.step(self.iteration, probe_memory=probe_memory)
         self.iteration += 1
         return result
-
-
-def task_step(task: str, backend: str, solver: str, tol: float) -> TrainingStep:
-    return TrainingStep(task, backend, solver, tol)
-
-
-# --------------------------------------------------------------------------- the MLP, one step
-
-
-def _torch_mlp_step(backend: str, solver: str, tol: float):
-    import odebench
-
-    func, y0, t = torch_mlp()
-    solver_backend = odebench.backend(backend)
-
-    def step():
-        start = y0.clone().requires_grad_(True)
-        ys = solver_backend.odeint(func, start, t, solver=solver, rtol=tol, atol=tol)
-        (ys[-1] ** 2).sum().backward()
-        return solver_backend.last_stats
-
-    return step
-
-
-def _jax_mlp_program(backend: str, solver: str, tol: float, stats):
-    import jax
-
-    import odebench
-
-    params, y0 = jax_mlp_params()
-    solver_backend = odebench.backend(backend)
-    t = jax.numpy.asarray([0.0, 1.0], y0.dtype)
-
-    def loss(p, y):
-        ys = solver_backend.odeint(lambda s, x, a: jax_mlp(a, x), y, t, p, solver=solver, rtol=tol, atol=tol,
-                                   stats=stats)
-        return (ys[-1] ** 2).sum()
-
-    program = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(params, y0).compile()
-    return program, params, y0
-
-
-def mlp_step(backend: str, solver: str, tol: float):
-    """A callable doing one forward solve and backward pass of the MLP with ``backend``."""
-    import odebench
-
-    if odebench.backend(backend).framework == "torch":
-        return _torch_mlp_step(backend, solver, tol)
-    import jax
-    from odebench.specs import SolveStats
-
-    program, params, y0 = _jax_mlp_program(backend, solver, tol, SolveStats())
-    return lambda: jax.block_until_ready(program(params, y0))
-
-
-def mlp_cell_figures(backend: str, solver: str, tol: float) -> dict:
-    """Exact NFE and the memory figures of one MLP forward+backward (torch: the allocator's peak
-    and the bytes the graph holds; JAX: the program's planned scratch memory, nothing held)."""
-    import odebench
-    from odebench.specs import SolveStats
-
-    if odebench.backend(backend).framework == "torch":
-        from odebench_torch.memory import PeakAllocated, held_for_backward
-
-        func, y0, t = torch_mlp()
-        solver_backend = odebench.backend(backend)
-        with PeakAllocated("cpu") as peak:
-            ys = solver_backend.odeint(func, y0.clone().requires_grad_(True), t, solver=solver, rtol=tol, atol=tol)
-            loss = (ys[-1] ** 2).sum()
-            held = held_for_backward(loss)
-            loss.backward()
-        stats = solver_backend.last_stats
-        return {"nfe_forward": stats.nfe_forward, "nfe_backward": stats.nfe_backward,
-                "peak_memory_bytes": peak.bytes, "held_for_backward_bytes": held}
-    import jax
-
-    stats = SolveStats()
-    program, params, y0 = _jax_mlp_program(backend, solver, tol, stats)
-    jax.block_until_ready(program(params, y0))
-    jax.effects_barrier()
-    analysis = program.memory_analysis()
-    return {"nfe_forward": stats.nfe_forward, "nfe_backward": stats.nfe_backward,
-            "peak_memory_bytes": int(analysis.temp_size_in_bytes) if analysis is not None else None,
-            "held_for_backward_bytes": None}
-
-
-def tracked(value, why: str):
-    """``value`` for an asv ``track_*``; a figure a backend does not have (None: JAX keeps no
-    autograd graph to measure) is reported by asv as skipped, not failed."""
-    if value is None:
-        try:
-            from asv_runner.benchmarks.mark import SkipNotImplemented
-        except ImportError:  # asv before asv_runner: NotImplementedError is its skip
-            SkipNotImplemented = NotImplementedError
-        raise SkipNotImplemented(why)
-    return value

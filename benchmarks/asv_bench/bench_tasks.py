@@ -6,7 +6,9 @@ cell (NFE per iteration, the memory figures, the task's metric), from one run pe
 ``setup_cache``.  Sizes: ``benchmarks.problems.SMALL_TASK_OPTIONS``.
 """
 
-from benchmarks.problems import task_cell_row, task_step, tracked
+from benchmarks.problems import TrainingStep, task_config
+
+from . import tracked
 
 TASKS = ["cnf", "mnist", "latent-spiral"]
 BACKENDS = ["torch-adjoint", "torch-backprop", "jax-adjoint", "jax-backprop"]
@@ -16,12 +18,27 @@ PARAMS = (TASKS, BACKENDS, SOLVERS, TOLS)
 NAMES = ["task", "backend", "solver", "tol"]
 
 
+def task_cell_row(task: str, backend: str, solver: str, tol: float, steps: int = 3) -> dict:
+    """The harness's row for one small cell, run as ``odebench run`` runs it (not written)."""
+    from odebench.grid import plan
+    from odebench.harness import run_cell
+    from odebench.plugins import make_registry
+
+    reg = make_registry()
+    config = task_config(task, backend, solver, tol, steps)
+    (cell,) = plan(config, reg)
+    row = run_cell(cell, config, reg, "asv")
+    if row["status"] != "ok":
+        raise RuntimeError(f"{cell.label()}: {row['status']}: {row['error']}")
+    return row
+
+
 class TaskTime:
     params, param_names = PARAMS, NAMES
     timeout = 300
 
     def setup(self, task, backend, solver, tol):
-        self.step = task_step(task, backend, solver, tol)
+        self.step = TrainingStep(task, backend, solver, tol)
         self.step()
 
     def time_training_step(self, task, backend, solver, tol):
