@@ -316,6 +316,19 @@ def _tightest(frame, model, backend, solver=None):
     return g.sort_values("rtol").iloc[0] if len(g) else None
 
 
+DATASETS = {"digits": "the offline digits", "mnist": "MNIST"}
+
+
+def _training(row) -> str:
+    """How a row was trained, briefly: "300 iterations on the offline digits, tol 1e-3"."""
+    try:
+        dataset = json.loads(row["task_options"]).get("dataset")
+    except (TypeError, ValueError):
+        dataset = None
+    data = f" on {DATASETS.get(dataset, dataset)}" if dataset else ""
+    return f"{int(row['steps'])} iterations{data}, tol {_tol(row['rtol'])}"
+
+
 def table1_claim(table1, rknet) -> Claim:
     rows = [("ResNet", _tightest(table1, "resnet", "torch")),
             ("RK-Net", _tightest(rknet, "odenet", "torch-backprop", "rk4")),
@@ -334,8 +347,8 @@ def table1_claim(table1, rknet) -> Claim:
     verdict = "holds" if params <= 0.4 and close else "holds partly" if params <= 0.4 else "does not hold here"
     text = (f"**{verdict}**: the ODE-Net has {params:.2f}× the ResNet's parameters and {ode['metric']:.2f} % test error "
             f"against the ResNet's {res['metric']:.2f} % (rule: holds when parameters ≤ 0.4× and error ≤ 1.2× the "
-            f"ResNet's; partly when only the parameters are). odebench's run is the fast default (300 iterations on the offline digits, tol 1e-3), not "
-            f"the paper's 160 epochs of MNIST, so the absolute errors are not comparable.")
+            f"ResNet's; partly when only the parameters are). odebench's run ({_training(ode)}) is not the paper's 160 "
+            f"epochs of MNIST, so the absolute errors are not comparable.")
     header = ("model", "paper: test error, params", "odebench: test error", "params", "peak MiB", "held MiB")
     return Claim("(e) Table 1: ODE-Net ≈ ResNet with a third of the parameters", text,
                  Table(header, "llllll", tuple(cells)))
@@ -350,7 +363,7 @@ def table2_claim(table2: dict) -> Claim:
         rows.append((str(n), f"{ode:.4f}", f"{rnn:.4f}", "yes" if ode < rnn else "no"))
     verdict = "holds" if below and all(below) else "holds partly" if any(below) else "does not hold here"
     text = (f"**{verdict}**: the latent ODE's forecast RMSE is below the RNN's at {sum(below)} of {len(below)} "
-            f"observation counts (details and the paper's figures above).")
+            f"observation counts (the setting and the paper's figures: results/README.md, Table 2).")
     return Claim("(e) Table 2: the latent ODE beats the RNN", text,
                  Table(("n", "latent ODE RMSE", "RNN RMSE", "latent ODE below RNN"), "rrrl", tuple(rows)))
 
@@ -373,8 +386,7 @@ def peers_claim(peers, out: Path) -> Claim:
                         f"`{pivot[rtol].nsmallest(2).index[-1]}` ({pivot[rtol].nsmallest(2).iloc[-1]:.1f} ms)"
                         for rtol in sorted(pivot.columns, reverse=True))
     text = (f"Not a claim of the paper: on the CNF the fastest backends per iteration are {fastest}; the full table "
-            f"(NFE, memory, test NLL) and the reasons are in the main README (\"One CNF run across odebench's and the "
-            f"peers' backends\").")
+            f"(NFE, memory, test NLL) and the reasons are on the measurement page docs/measurements/cnf-peers.md.")
     return Claim("(f) odebench's backends against the peers", text, figure=("peers", "claims-peers.png"))
 
 
