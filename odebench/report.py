@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -56,28 +57,60 @@ def _cell(value, col: str, fmt: str) -> str:
         return str(value)
 
 
-def format_table(frame) -> str:
+@dataclass(frozen=True)
+class TableGroup:
+    """One group of the summary table: a task's rows on one framework (one memory kind), each
+    cell already formatted as the terminal shows it, and one note per cell that did not finish ok.
+    The terminal table and the HTML page both draw these, so they cannot disagree."""
+
+    task: str
+    framework: str
+    metric_name: str
+    memory_kinds: tuple
+    header: tuple
+    rows: tuple  # of tuples of formatted cells, in SUMMARY's order
+    notes: tuple  # "<model backend solver> rtol=...: <status>: <error>"
+
+    def heading(self) -> str:
+        return (f"task {self.task} | {self.framework} | metric: {self.metric_name} | "
+                f"memory: {', '.join(self.memory_kinds) or '-'}")
+
+
+def table_groups(frame) -> list[TableGroup]:
     """Rows grouped by task and framework (one memory kind per group), one line per cell: a
     task's ODE models and its baselines (backend = the framework) side by side."""
-    lines = []
     frame = frame.copy()
     frame["framework"] = frame["framework"].fillna(frame["backend"])
+    groups = []
     for (task, framework), group in frame.groupby(["task", "framework"], sort=True, dropna=False):
         metric_name = group["metric_name"].dropna().iloc[0] if group["metric_name"].notna().any() else "metric"
-        kinds = sorted(group["memory_kind"].dropna().unique())
-        lines.append(f"\n== task {task} | {framework} | metric: {metric_name} | memory: {', '.join(kinds) or '-'}")
-        header = [h for _, h, _ in SUMMARY]
         order = [c for c in ("model", "backend", "solver", "rtol", "atol", "seed") if c in group]
         records = group.sort_values(order, na_position="last").to_dict("records")
-        body = [[_cell(r.get(c), c, f) for c, _, f in SUMMARY] for r in records]
-        widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-        lines.append(_line(header, widths))
-        lines += [_line(b, widths) for b in body]
+        notes = []
         for r in records:
             if r["status"] != "ok":
                 where = " ".join(str(r.get(c)) for c in ("model", "backend", "solver") if not is_missing(r.get(c)))
                 tol = "" if is_missing(r.get("rtol")) else f" rtol={r['rtol']:g}"
-                lines.append(f"   ! {where}{tol}: {r['status']}: {str(r.get('error'))[:200]}")
+                notes.append(f"{where}{tol}: {r['status']}: {str(r.get('error'))[:200]}")
+        groups.append(TableGroup(
+            task=task, framework=framework, metric_name=metric_name,
+            memory_kinds=tuple(sorted(group["memory_kind"].dropna().unique())),
+            header=tuple(h for _, h, _ in SUMMARY),
+            rows=tuple(tuple(_cell(r.get(c), c, f) for c, _, f in SUMMARY) for r in records),
+            notes=tuple(notes)))
+    return groups
+
+
+def format_table(frame) -> str:
+    """The summary table as text: per group a heading line, aligned columns, then a ``!`` line
+    per cell that did not finish ok."""
+    lines = []
+    for group in table_groups(frame):
+        lines.append(f"\n== {group.heading()}")
+        widths = [max(len(h), *(len(row[i]) for row in group.rows)) for i, h in enumerate(group.header)]
+        lines.append(_line(group.header, widths))
+        lines += [_line(row, widths) for row in group.rows]
+        lines += [f"   ! {note}" for note in group.notes]
     return "\n".join(lines)
 
 
