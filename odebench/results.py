@@ -280,12 +280,28 @@ def read_result_file(path) -> "pd.DataFrame":
     return normalise(frame)
 
 
+def result_files(paths: Iterable) -> list[Path]:
+    """The result files that ``paths`` name: a file as it is, a folder as the ``*.parquet`` files
+    in it (a run's folder also holds its figures, its grid.json and maybe a CSV copy of the
+    same rows, none of which is read); a folder with none is a one-line InvalidInputError."""
+    files = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(path.glob("*.parquet"))
+        if not found:
+            raise InvalidInputError(f"{path} is a folder with no result files (*.parquet) in it")
+        files += found
+    return files
+
+
 def read_results(paths: Iterable) -> "pd.DataFrame":
-    """Load any number of result files (parquet or csv) into one table, each checked by
-    :func:`read_result_file`."""
+    """Load any number of result files (parquet or csv; a folder: its parquet files) into one
+    table, each checked by :func:`read_result_file`."""
     import pandas as pd
 
-    frames = [read_result_file(path) for path in paths]
+    frames = [read_result_file(path) for path in result_files(paths)]
     if not frames:
         raise InvalidInputError("no result files given")
     return normalise(pd.concat(frames, ignore_index=True))
