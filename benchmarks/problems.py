@@ -1,26 +1,57 @@
-"""The benchmarks' problems and machine description, defined once.
+"""The benchmarks' problems, each defined once under one name.
 
-Used by the comparison scripts (``torch_vs_torchdiffeq``, ``jax_cost``, ``peer_overhead``),
-the asv suite (``asv_bench/``) and the pytest-benchmark micro-benchmarks (``tests/benchmarks``),
-so a figure in one can be set beside a figure in another.
+Every script, the asv suite (``asv_bench/``) and the pytest-benchmark micro-benchmarks
+(``tests/benchmarks``) take their problems from here, so a figure in one can be set beside a
+figure in another, and two problems never share a name.
 
-* The MLP dynamics ``dy/dt = net(y)``, net = Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2)
-  (autonomous), on a batch of 512 points, t = [0, 1], loss = sum(y(1)^2).  torch draws its
-  weights with ``torch.manual_seed(seed)`` and nn.Linear's default init, JAX from numpy with the
-  same distribution (uniform +-1/sqrt(fan_in)); the two are not the same numbers (each
-  framework's benchmark has kept its own since it was first published).
-* A task's problem at a small size (``task_problem``), built by the task itself exactly as a
-  grid cell builds it, so the asv suite and the micro-benchmarks time what ``odebench run`` runs.
+=============  ====================================================================  ==========================
+name           what                                                                  used by
+=============  ====================================================================  ==========================
+mlp            dy/dt = net(y), net = Linear(2,64)-tanh-Linear(64,64)-tanh-            torch_vs_torchdiffeq,
+               Linear(64,2), weights and biases uniform +-1/sqrt(fan_in) (torch:      asv_bench/bench_mlp,
+               nn.Linear's init under ``torch.manual_seed``; JAX: the same            tests/benchmarks
+               distribution drawn in numpy, not the same numbers), batch 512,
+               t = [0, 1], loss sum(y(1)^2)
+mlp100         ``mlp`` with 100 output times on [0, 1], loss the mean of y(t)^2       torch_vs_torchdiffeq
+odenet         one training iteration of the paper's MNIST ODE-Net (width 64,         torch_vs_torchdiffeq
+               208,266 parameters), batch 128 of the offline digits, loss the
+               cross-entropy; only the ODE block is the library's
+latent         one training iteration of the latent-spiral task's latent ODE          torch_vs_torchdiffeq
+               (its fast default), loss the negative ELBO
+mlp-normal     the same architecture with weights *and biases* N(0, 1/fan_in)         jax_cost, jax_fixed_cost
+               (numpy, seed 0), batch 512, t = [0, 1], loss sum(y(1)^2)
+               (jax_cost called it "mlp" until 2026-12-07)
+mlp-wide       ``mlp-normal`` with weights N(0, 6.25/fan_in) (scale 2.5): a stiffer   jax_cost
+               field that takes several times the steps
+cnf            the cnf task's dynamics with the exact trace, batch 512 of             jax_cost
+               8gaussians, hidden 64, t = [0, 0.5], loss the mean NLL
+odenet-small   the mnist task's ODE block at width 16 on the stem's features of 8    jax_cost
+               digits, t = [0, 1], loss sum(y(1)^2) / batch (jax_cost called it
+               "odenet" until 2026-12-07)
+=============  ====================================================================  ==========================
+
+``mlp``..``latent`` are training problems for torch (``TORCH_PROBLEMS``: a loss through the
+library's ``solve(func, y0, t)``, the vector field counted by ``tooling.EvalCounter``);
+``mlp-normal``..``odenet-small`` are JAX solve problems (``solve_problem``: the field
+``f(t, y, args)``, y0, args, the span and the loss of the solution's end, the same arrays for
+odebench and diffrax).  Besides these, a task's problem at a small size (``task_problem``,
+``TrainingStep``) is built by the task itself exactly as a grid cell builds it, so the asv
+suite and the micro-benchmarks time what ``odebench run`` runs.
 
 Nothing here imports torch or jax at module level: each builder imports its framework.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
-from importlib import metadata
+from functools import partial
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from benchmarks.tooling import EvalCounter, machine_info, machine_lines  # noqa: F401  (see below)
+
+# machine_info and machine_lines live in benchmarks/tooling.py; jax_cost.py and jax_fixed_cost.py
+# still import them from here until they move onto the tooling module.
 
 STATE_DIM = 2
 HIDDEN = 64
@@ -35,49 +66,6 @@ SMALL_TASK_OPTIONS = {
     "latent-spiral": {"n_train": "40", "n_test": "20", "batch_size": "20", "window": "40", "n_extrap": "30",
                       "n_obs": "12"},
 }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine_info(*packages: str) -> dict:
-    """What a benchmark figure was measured on: CPU, cores, the framework's threads or device,
-    and the version of odebench and of each named package."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    info = {"cpu": _cpu_name(), "cores": f"{os.cpu_count()} logical, {usable} usable"}
-    if "torch" in sys.modules:
-        info["torch threads"] = sys.modules["torch"].get_num_threads()
-    if "jax" in sys.modules:
-        info["jax device"] = str(sys.modules["jax"].devices()[0])
-    for package in packages:
-        info[package] = _version(package)
-    info.update({"odebench": _version("odebench"), "python": platform.python_version(),
-                 "platform": platform.platform()})
-    if "jax" in sys.modules:
-        info["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "(unset)")
-    return info
-
-
-def machine_lines(info: dict) -> str:
-    return "\n".join(f"- {k}: {v}" for k, v in info.items())
 
 
 # --------------------------------------------------------------------------- the MLP, torch
@@ -133,6 +121,196 @@ def jax_mlp(params, y):
     h = jnp.tanh(y @ w1.T + b1)
     h = jnp.tanh(h @ w2.T + b2)
     return h @ w3.T + b3
+
+
+# --------------------------------------------------------------------------- torch training problems
+
+
+class MLPProblem:
+    """The MLP dynamics on a batch of 512 points: loss = sum(y(1)^2)."""
+
+    name = "mlp"
+    description = f"MLP {ARCH}; batch {BATCH}; float32; t = [0, 1]; loss = sum(y(1)^2)"
+    output = "y(1)"
+
+    def __init__(self) -> None:
+        import torch
+
+        func, self.y0, self.t = torch_mlp(SEED, torch.float32)
+        self.counter = EvalCounter()
+        self.func = self.counter.torch_module(func)
+        self.params = list(self.func.parameters())
+
+    def loss(self, solve):
+        """(loss, output) for one library's ``solve(func, y0, t)``."""
+        y1 = solve(self.func, self.y0, self.t)[-1]
+        return y1.pow(2).sum(), y1
+
+
+class MLP100Problem(MLPProblem):
+    """The MLP with 100 output times: interpolated in both libraries."""
+
+    name = "mlp100"
+    description = MLPProblem.description.replace("t = [0, 1]; loss = sum(y(1)^2)",
+                                                 "100 output times on [0, 1]; loss = mean of y(t)^2 over them")
+    output = "y(t)"
+
+    def __init__(self) -> None:
+        import torch
+
+        super().__init__()
+        self.t = torch.linspace(0.0, 1.0, 100, dtype=torch.float32)
+
+    def loss(self, solve):
+        ys = solve(self.func, self.y0, self.t)
+        return ys.pow(2).mean(), ys
+
+
+class ODENetProblem:
+    """One training iteration of the MNIST ODE-Net: stem -> ODE block (the library) -> head -> CE."""
+
+    name = "odenet"
+    description = ("MNIST ODE-Net of Chen et al. (the mnist task's network, 208,266 parameters); batch 128 of the "
+                   "offline digits; float32; ODE block over t = [0, 1]; loss = cross-entropy")
+    output = "logits"
+
+    def __init__(self) -> None:
+        import torch
+        from odebench_tasks.mnist.options import MNISTOptions
+        from odebench_tasks.mnist.params import init_params
+        from odebench_tasks.mnist.task import MNISTData
+        from odebench_tasks.mnist.torch_nets import build, load_params
+
+        self.net = build("odenet").to(torch.float32)
+        load_params(self.net, init_params("odenet", SEED))
+        self.counter = EvalCounter()
+        self.func = self.counter.torch_module(self.net.odefunc)
+        x, y = MNISTData(MNISTOptions(batch_size=128), SEED).batch(0)
+        self.x, self.y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
+        self.t = torch.tensor([0.0, 1.0], dtype=torch.float32)
+        self.params = list(self.net.parameters())
+
+    def loss(self, solve):
+        import torch
+
+        h = self.net.downsample(self.x)
+        logits = self.net.head(solve(self.func, h, self.t)[-1])
+        return torch.nn.functional.cross_entropy(logits, self.y), logits
+
+
+class LatentProblem:
+    """One training iteration of the latent ODE on the latent-spiral task's fast default."""
+
+    name = "latent"
+    description = ("latent ODE of the latent-spiral task (1,679 parameters; 300 spirals, 30 irregular "
+                   "observations, solved at the window's 100 grid times); float32; loss = negative ELBO")
+    output = "decoded observations"
+
+    def __init__(self) -> None:
+        import torch
+        from odebench_tasks.latent_spiral import torch_nets as nets
+        from odebench_tasks.latent_spiral.options import LatentSpiralOptions
+        from odebench_tasks.latent_spiral.params import init_params
+        from odebench_tasks.latent_spiral.task import SpiralData
+
+        options = LatentSpiralOptions()
+        self.nets, self.sigma = nets, options.sigma
+        self.net = nets.build("latent-ode").to(torch.float32)
+        nets.load_params(self.net, init_params("latent-ode", SEED))
+        self.counter = EvalCounter()
+        self.func = self.counter.torch_module(self.net.odefunc)
+        data = SpiralData(options, SEED)
+        batch = data.batch(0)
+        self.x, self.t, self.eps, self.mask = (torch.as_tensor(batch[k], dtype=torch.float32)
+                                               for k in ("x", "t", "eps", "mask"))
+        self.idx = torch.as_tensor(batch["idx"])
+        self.times = torch.as_tensor(data.train_times, dtype=torch.float32)
+        self.params = list(self.net.parameters())
+
+    def loss(self, solve):
+        import torch
+
+        nets = self.nets
+        mean, logvar = nets.encode(self.net, self.x, self.t)
+        z = solve(self.func, mean + torch.exp(0.5 * logvar) * self.eps, self.times)
+        x_hat = nets.decode(self.net, z[self.idx, torch.arange(z.shape[1])[:, None]])
+        elbo = nets.gaussian_loglik(self.x, x_hat, self.sigma, self.mask) - nets.kl_to_standard_normal(mean, logvar)
+        return -elbo.mean(), x_hat
+
+
+TORCH_PROBLEMS = {p.name: p for p in (MLPProblem, MLP100Problem, ODENetProblem, LatentProblem)}
+
+
+# --------------------------------------------------------------------------- JAX solve problems
+
+
+class SolveProblem(NamedTuple):
+    """One solve to differentiate: ``loss(end)`` of the state at the span's end, ``end`` from
+    solving ``field(t, y, args)`` from ``y0`` over ``span``."""
+
+    field: Callable
+    y0: object
+    args: object
+    span: tuple
+    loss: Callable
+
+
+def _mlp_normal(scale: float) -> SolveProblem:
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    widths = [2, 64, 64, 2]
+    params = tuple((jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o, i)), jnp.float32),
+                    jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o,)), jnp.float32))
+                   for i, o in zip(widths[:-1], widths[1:]))
+    y0 = jnp.asarray(rng.standard_normal((512, 2)), jnp.float32)
+
+    def field(t, y, p):
+        (w1, b1), (w2, b2), (w3, b3) = p
+        h = jnp.tanh(y @ w1.T + b1)
+        return jnp.tanh(h @ w2.T + b2) @ w3.T + b3
+
+    return SolveProblem(field, y0, params, (0.0, 1.0), lambda ys: jnp.sum(ys ** 2))
+
+
+def _cnf_solve() -> SolveProblem:
+    import jax.numpy as jnp
+    from odebench_tasks.cnf.jax_model import standard_normal_logprob
+
+    problem = task_problem("cnf", "jax", {"batch_size": "512", "hidden": "64"})
+    x = problem.batch(0)["x"]
+    y0 = (x, jnp.zeros((x.shape[0], 1), x.dtype))
+
+    def loss(ys):
+        z, logp = ys
+        return -jnp.mean(standard_normal_logprob(z) - logp[:, 0])
+
+    return SolveProblem(problem.dynamics, y0, (problem.model, None), (0.0, float(problem.times[-1])), loss)
+
+
+def _odenet_small() -> SolveProblem:
+    import jax.numpy as jnp
+    from odebench_tasks.mnist import jax_nets
+
+    problem = task_problem("mnist", "jax", {"width": "16", "n_blocks": "2", "batch_size": "8"})
+    block_input = {}
+
+    def take_block_input(func, y0, t, args=None):  # the network's own stem, stopped at its ODE block
+        block_input["h"] = y0
+        return y0[None]
+
+    jax_nets.odenet_apply(problem.model, problem.batch(0)["x"], take_block_input)
+    return SolveProblem(jax_nets.odefunc, block_input["h"], jax_nets.odefunc_args(problem.model), (0.0, 1.0),
+                        lambda ys: jnp.sum(ys ** 2) / ys.shape[0])
+
+
+SOLVE_PROBLEMS = {"mlp-normal": partial(_mlp_normal, 1.0), "mlp-wide": partial(_mlp_normal, 2.5), "cnf": _cnf_solve,
+                  "odenet-small": _odenet_small}
+
+
+def solve_problem(name: str) -> SolveProblem:
+    """The JAX solve problem called ``name`` (one of ``SOLVE_PROBLEMS``), built afresh."""
+    return SOLVE_PROBLEMS[name]()
 
 
 # --------------------------------------------------------------------------- the tasks

@@ -52,130 +52,14 @@ import sys
 import time
 
 import torch
-import torch.nn as nn
 
 import odebench
 import torchdiffeq
-from benchmarks.problems import ARCH, BATCH, machine_info, torch_mlp
+from benchmarks.problems import TORCH_PROBLEMS as PROBLEMS
+from benchmarks.problems import machine_info
 
-DTYPE = torch.float32
-SEED = 0
 TIME_GOAL = 0.8
 NFE_GOAL = 0.10
-
-
-class Counted(nn.Module):
-    """Counts calls; its parameters are the wrapped module's (so the adjoints see the same ones)."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-        self.calls = 0
-
-    def forward(self, t, y):
-        self.calls += 1
-        return self.inner(t, y)
-
-
-class MLPProblem:
-    """The MLP dynamics on a batch of 512 points: loss = sum(y(1)^2)."""
-
-    name = "mlp"
-    description = f"MLP {ARCH}; batch {BATCH}; float32; t = [0, 1]; loss = sum(y(1)^2)"
-    output = "y(1)"
-
-    def __init__(self) -> None:
-        func, self.y0, self.t = torch_mlp(SEED, DTYPE)
-        self.func = Counted(func)
-        self.params = list(self.func.parameters())
-
-    def loss(self, solve):
-        """(loss, output) for one library's ``solve(func, y0, t)``."""
-        y1 = solve(self.func, self.y0, self.t)[-1]
-        return y1.pow(2).sum(), y1
-
-
-class ODENetProblem:
-    """One training iteration of the MNIST ODE-Net: stem -> ODE block (the library) -> head -> CE."""
-
-    name = "odenet"
-    description = ("MNIST ODE-Net of Chen et al. (the mnist task's network, 208,266 parameters); batch 128 of the "
-                   "offline digits; float32; ODE block over t = [0, 1]; loss = cross-entropy")
-    output = "logits"
-
-    def __init__(self) -> None:
-        from odebench_tasks.mnist.options import MNISTOptions
-        from odebench_tasks.mnist.params import init_params
-        from odebench_tasks.mnist.task import MNISTData
-        from odebench_tasks.mnist.torch_nets import build, load_params
-
-        self.net = build("odenet").to(DTYPE)
-        load_params(self.net, init_params("odenet", SEED))
-        self.func = Counted(self.net.odefunc)
-        x, y = MNISTData(MNISTOptions(batch_size=128), SEED).batch(0)
-        self.x, self.y = torch.as_tensor(x, dtype=DTYPE), torch.as_tensor(y)
-        self.t = torch.tensor([0.0, 1.0], dtype=DTYPE)
-        self.params = list(self.net.parameters())
-
-    def loss(self, solve):
-        h = self.net.downsample(self.x)
-        logits = self.net.head(solve(self.func, h, self.t)[-1])
-        return torch.nn.functional.cross_entropy(logits, self.y), logits
-
-
-class MLP100Problem(MLPProblem):
-    """The MLP with 100 output times: interpolated in both libraries."""
-
-    name = "mlp100"
-    description = MLPProblem.description.replace("t = [0, 1]; loss = sum(y(1)^2)",
-                                                 "100 output times on [0, 1]; loss = mean of y(t)^2 over them")
-    output = "y(t)"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.t = torch.linspace(0.0, 1.0, 100, dtype=DTYPE)
-
-    def loss(self, solve):
-        ys = solve(self.func, self.y0, self.t)
-        return ys.pow(2).mean(), ys
-
-
-class LatentProblem:
-    """One training iteration of the latent ODE on the latent-spiral task's fast default."""
-
-    name = "latent"
-    description = ("latent ODE of the latent-spiral task (1,679 parameters; 300 spirals, 30 irregular "
-                   "observations, solved at the window's 100 grid times); float32; loss = negative ELBO")
-    output = "decoded observations"
-
-    def __init__(self) -> None:
-        from odebench_tasks.latent_spiral import torch_nets as nets
-        from odebench_tasks.latent_spiral.options import LatentSpiralOptions
-        from odebench_tasks.latent_spiral.params import init_params
-        from odebench_tasks.latent_spiral.task import SpiralData
-
-        options = LatentSpiralOptions()
-        self.nets, self.sigma = nets, options.sigma
-        self.net = nets.build("latent-ode").to(DTYPE)
-        nets.load_params(self.net, init_params("latent-ode", SEED))
-        self.func = Counted(self.net.odefunc)
-        data = SpiralData(options, SEED)
-        batch = data.batch(0)
-        self.x, self.t, self.eps, self.mask = (torch.as_tensor(batch[k], dtype=DTYPE) for k in ("x", "t", "eps", "mask"))
-        self.idx = torch.as_tensor(batch["idx"])
-        self.times = torch.as_tensor(data.train_times, dtype=DTYPE)
-        self.params = list(self.net.parameters())
-
-    def loss(self, solve):
-        nets = self.nets
-        mean, logvar = nets.encode(self.net, self.x, self.t)
-        z = solve(self.func, mean + torch.exp(0.5 * logvar) * self.eps, self.times)
-        x_hat = nets.decode(self.net, z[self.idx, torch.arange(z.shape[1])[:, None]])
-        elbo = nets.gaussian_loglik(self.x, x_hat, self.sigma, self.mask) - nets.kl_to_standard_normal(mean, logvar)
-        return -elbo.mean(), x_hat
-
-
-PROBLEMS = {p.name: p for p in (MLPProblem, MLP100Problem, ODENetProblem, LatentProblem)}
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -209,16 +93,16 @@ class Runner:
 
     def iteration(self):
         """zero grads + forward + loss + backward; returns (seconds, nfe_fwd, nfe_bwd, output, grads)."""
-        func = self.problem.func
+        counter = self.problem.counter
         for p in self.problem.params:
             p.grad = None
-        func.calls = 0
+        counter.calls = 0
         start = time.perf_counter()
         loss, out = self.problem.loss(self.solve)
-        nfe_fwd = func.calls
+        nfe_fwd = counter.calls
         loss.backward()
         elapsed = time.perf_counter() - start
-        nfe_bwd = func.calls - nfe_fwd
+        nfe_bwd = counter.calls - nfe_fwd
         grads = [p.grad.detach().clone() for p in self.problem.params]
         return elapsed, nfe_fwd, nfe_bwd, out.detach().clone(), grads
 
