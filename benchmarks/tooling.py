@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -238,6 +239,7 @@ def machine_info(*packages: str) -> dict:
     info = {k: v for k, v in provenance().items() if v is not None}
     for package in packages:
         info.setdefault(f"{package}_version", _version(package))
+    info["platform"] = platform.platform()
     info["usable cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if "torch" in sys.modules:
         info["torch threads"] = sys.modules["torch"].get_num_threads()

@@ -1,10 +1,15 @@
 """Side-by-side benchmark: odebench's torch backends against torchdiffeq (not a test).
 
-    python -m benchmarks.torch_vs_torchdiffeq [--problem mlp|odenet] [--repeats N] [--warmup W]
-                                               [--tols 1e-3,1e-5,1e-7] [--out table.md|table.csv]
+    python -m benchmarks.torch_vs_torchdiffeq [--problem mlp|mlp100|odenet|latent] [--repeats N]
+                                               [--warmup W] [--tols 1e-3,1e-5,1e-7]
+                                               [--methods backprop,adjoint,adjoint-warm] [--threads N]
+                                               [--out table.md|table.csv]
 
-Problems (same seed, weights and data for both libraries; one iteration = zero grads +
-forward + loss + backward; dopri5, rtol = atol = tol):
+``--out table.md`` also writes table.json, the rows as measured.  Results:
+docs/measurements/torch-vs-torchdiffeq.md.
+
+Problems (benchmarks/problems.py; same seed, weights and data for both libraries; one
+iteration = zero grads + forward + loss + backward; dopri5, rtol = atol = tol):
 
     mlp:     dy/dt = net(y), net = Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2)
              (time-independent), batch 512, float32, t = [0, 1], loss = sum(y(1)**2).
@@ -44,22 +49,20 @@ and max |gradient difference| between the two libraries.
 
 from __future__ import annotations
 
-import argparse
-import csv
-import os
 import statistics
 import sys
-import time
 
 import torch
 
 import odebench
 import torchdiffeq
 from benchmarks.problems import TORCH_PROBLEMS as PROBLEMS
-from benchmarks.problems import machine_info
+from benchmarks.tooling import (clock, count, interleaved, machine_info, machine_lines, markdown_table, names, parser,
+                                positive_int, save, tolerances)
 
 TIME_GOAL = 0.8
 NFE_GOAL = 0.10
+METHODS = ("backprop", "adjoint", "adjoint-warm")
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -91,18 +94,20 @@ class Runner:
         return torchdiffeq.odeint_adjoint(func, y0, t, method="dopri5", rtol=self.tol, atol=self.tol,
                                           adjoint_options={"norm": norm_without_time})
 
-    def iteration(self):
-        """zero grads + forward + loss + backward; returns (seconds, nfe_fwd, nfe_bwd, output, grads)."""
+    def _forward_backward(self):
         counter = self.problem.counter
-        for p in self.problem.params:
-            p.grad = None
-        counter.calls = 0
-        start = time.perf_counter()
         loss, out = self.problem.loss(self.solve)
         nfe_fwd = counter.calls
         loss.backward()
-        elapsed = time.perf_counter() - start
-        nfe_bwd = counter.calls - nfe_fwd
+        return nfe_fwd, out
+
+    def iteration(self):
+        """zero grads + forward + loss + backward; returns (seconds, nfe_fwd, nfe_bwd, output, grads)."""
+        for p in self.problem.params:
+            p.grad = None
+        self.problem.counter.calls = 0
+        elapsed, (nfe_fwd, out) = clock(self._forward_backward)
+        nfe_bwd = self.problem.counter.calls - nfe_fwd
         grads = [p.grad.detach().clone() for p in self.problem.params]
         return elapsed, nfe_fwd, nfe_bwd, out.detach().clone(), grads
 
@@ -114,175 +119,135 @@ class Runner:
         return s.nfe_forward, s.nfe_backward
 
 
+def first_iterations(sides: list, warmup: int) -> dict:
+    """Each side's last warm-up iteration (one iteration when there is no warm-up: the NFE and
+    the solutions come from it)."""
+    first = {}
+    for _, order in interleaved(sides, max(warmup, 1)):
+        for side in order:
+            first[side.lib] = side.iteration()
+    return first
+
+
+def timed_repeats(sides: list, repeats: int, seen: dict) -> dict:
+    """Each side's seconds per iteration over ``repeats`` interleaved repeats; the NFE of each
+    repeat are added to ``seen`` (per side: they must not vary, the problem is the same)."""
+    times = {side.lib: [] for side in sides}
+    for _, order in interleaved(sides, repeats):
+        for side in order:
+            sec, fwd, bwd, _, _ = side.iteration()
+            times[side.lib].append(sec)
+            seen[side.lib].add((fwd, bwd))
+    return times
+
+
 def run_cell(problem_cls, method: str, tol: float, repeats: int, warmup: int, notes: list) -> dict:
     problem = problem_cls()
-    ob = Runner("odebench", method, problem, tol)
-    tdq = Runner("torchdiffeq", method, problem, tol)
-
-    first = {}
-    for _ in range(warmup):
-        for r in (ob, tdq):
-            first[r.lib] = r.iteration()
-    if not first:  # warmup 0: still need one run for NFE / solutions
-        for r in (ob, tdq):
-            first[r.lib] = r.iteration()
+    ob, tdq = Runner("odebench", method, problem, tol), Runner("torchdiffeq", method, problem, tol)
+    first = first_iterations([ob, tdq], warmup)
     own = ob.own_counts()
     _, ob_fwd, ob_bwd, ob_y, ob_g = first["odebench"]
     _, tdq_fwd, tdq_bwd, tdq_y, tdq_g = first["torchdiffeq"]
     if own != (ob_fwd, ob_bwd):
-        notes.append(
-            f"{method} tol={tol:g}: odebench last_stats NFE (fwd {own[0]}, bwd {own[1]}) != wrapper count "
-            f"(fwd {ob_fwd}, bwd {ob_bwd})"
-        )
-
-    times = {"odebench": [], "torchdiffeq": []}
-    nfe_seen = {"odebench": {(ob_fwd, ob_bwd)}, "torchdiffeq": {(tdq_fwd, tdq_bwd)}}
-    for i in range(repeats):
-        order = (ob, tdq) if i % 2 == 0 else (tdq, ob)
-        for r in order:
-            sec, fwd, bwd, _, _ = r.iteration()
-            times[r.lib].append(sec)
-            nfe_seen[r.lib].add((fwd, bwd))
-    for lib, seen in nfe_seen.items():
-        if len(seen) > 1:
-            notes.append(f"{method} tol={tol:g}: {lib} NFE varied between repeats: {sorted(seen)}")
-
-    y_diff = float((ob_y - tdq_y).abs().max())
-    y_scale = float(tol + tol * torch.maximum(ob_y.abs(), tdq_y.abs()).max())
-    g_diff = max(float((a - b).abs().max()) for a, b in zip(ob_g, tdq_g))
-    g_norm = max(float(b.abs().max()) for b in tdq_g)
-    ob_ms = 1e3 * statistics.median(times["odebench"])
-    tdq_ms = 1e3 * statistics.median(times["torchdiffeq"])
+        notes.append(f"{method} tol={tol:g}: odebench last_stats NFE (fwd {own[0]}, bwd {own[1]}) != wrapper count "
+                     f"(fwd {ob_fwd}, bwd {ob_bwd})")
+    seen = {"odebench": {(ob_fwd, ob_bwd)}, "torchdiffeq": {(tdq_fwd, tdq_bwd)}}
+    times = timed_repeats([ob, tdq], repeats, seen)
+    notes += [f"{method} tol={tol:g}: {lib} NFE varied between repeats: {sorted(c)}" for lib, c in seen.items() if len(c) > 1]
+    ob_ms, tdq_ms = (1e3 * statistics.median(times[lib]) for lib in ("odebench", "torchdiffeq"))
     ratio = ob_ms / tdq_ms
     fwd_ok = abs(ob_fwd - tdq_fwd) <= NFE_GOAL * tdq_fwd
     bwd_ok = abs(ob_bwd - tdq_bwd) <= NFE_GOAL * tdq_bwd or method == "adjoint-warm"  # not the same algorithm
-    nfe_ratio = (ob_fwd + ob_bwd) / max(tdq_fwd + tdq_bwd, 1)
+    y_diff = float((ob_y - tdq_y).abs().max())
     return {
-        "method": method,
-        "tol": tol,
-        "odebench_ms": ob_ms,
-        "torchdiffeq_ms": tdq_ms,
-        "time_ratio": ratio,
-        "odebench_ms_min": 1e3 * min(times["odebench"]),
-        "torchdiffeq_ms_min": 1e3 * min(times["torchdiffeq"]),
-        "nfe_fwd_ob": ob_fwd,
-        "nfe_fwd_tdq": tdq_fwd,
-        "nfe_bwd_ob": ob_bwd,
-        "nfe_bwd_tdq": tdq_bwd,
-        "nfe_ratio": nfe_ratio,
-        "time_ok": ratio <= TIME_GOAL,
-        "nfe_ok": fwd_ok and bwd_ok,
-        "meets_goal": ratio <= TIME_GOAL and fwd_ok and bwd_ok,
+        "method": method, "tol": tol, "odebench_ms": ob_ms, "torchdiffeq_ms": tdq_ms, "time_ratio": ratio,
+        "odebench_ms_min": 1e3 * min(times["odebench"]), "torchdiffeq_ms_min": 1e3 * min(times["torchdiffeq"]),
+        "nfe_fwd_ob": ob_fwd, "nfe_fwd_tdq": tdq_fwd, "nfe_bwd_ob": ob_bwd, "nfe_bwd_tdq": tdq_bwd,
+        "nfe_ratio": (ob_fwd + ob_bwd) / max(tdq_fwd + tdq_bwd, 1),
+        "time_ok": ratio <= TIME_GOAL, "nfe_ok": fwd_ok and bwd_ok, "meets_goal": ratio <= TIME_GOAL and fwd_ok and bwd_ok,
         "y1_max_abs_diff": y_diff,
-        "y1_diff_over_tol_scale": y_diff / y_scale,
-        "grad_max_abs_diff": g_diff,
-        "grad_max_abs": g_norm,
+        "y1_diff_over_tol_scale": y_diff / float(tol + tol * torch.maximum(ob_y.abs(), tdq_y.abs()).max()),
+        "grad_max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(ob_g, tdq_g)),
+        "grad_max_abs": max(float(b.abs().max()) for b in tdq_g),
         "ob_stats_nfe": own,
     }
 
 
+def _verdict(r: dict) -> str:
+    if r["meets_goal"]:
+        return "yes"
+    return "NO (" + ", ".join(x for x, ok in (("time", r["time_ok"]), ("NFE", r["nfe_ok"])) if not ok) + ")"
+
+
 def markdown(problem_cls, rows: list, info: dict, repeats: int, warmup: int) -> str:
     out = problem_cls.output
-    lines = [
-        "# odebench vs torchdiffeq (torch, CPU)",
-        "",
+    cost = markdown_table(
+        ["method", "tol", "odebench ms", "torchdiffeq ms", "time ratio (ob/tdq)", "NFE fwd (ob/tdq)", "NFE bwd (ob/tdq)",
+         "NFE ratio", "meets goal"],
+        [[r["method"], f"{r['tol']:.0e}", f"{r['odebench_ms']:.1f}", f"{r['torchdiffeq_ms']:.1f}",
+          f"{r['time_ratio']:.2f}", f"{r['nfe_fwd_ob']}/{r['nfe_fwd_tdq']}", f"{r['nfe_bwd_ob']}/{r['nfe_bwd_tdq']}",
+          f"{r['nfe_ratio']:.2f}", _verdict(r)] for r in rows], "llrrrrrrl")
+    agreement = markdown_table(
+        ["method", "tol", f"max abs diff {out}", f"diff / (atol + rtol max abs {out})", "max abs diff grad",
+         "max abs grad", "odebench last_stats NFE (fwd, bwd)", "min ms (ob/tdq)"],
+        [[r["method"], f"{r['tol']:.0e}", f"{r['y1_max_abs_diff']:.2e}", f"{r['y1_diff_over_tol_scale']:.2f}",
+          f"{r['grad_max_abs_diff']:.2e}", f"{r['grad_max_abs']:.2e}", r["ob_stats_nfe"],
+          f"{r['odebench_ms_min']:.1f}/{r['torchdiffeq_ms_min']:.1f}"] for r in rows], "llrrrrlr")
+    n_ok = sum(r["meets_goal"] for r in rows)
+    return "\n".join([
+        "# odebench vs torchdiffeq (torch, CPU)", "",
         f"Problem: {problem_cls.description}; dopri5; rtol = atol = tol; time = forward+backward per iteration, "
-        f"median of {repeats} interleaved repeats after {warmup} warm-up.",
-        "",
-        "| method | tol | odebench ms | torchdiffeq ms | time ratio (ob/tdq) | NFE fwd (ob/tdq) | NFE bwd (ob/tdq) | NFE ratio | meets goal |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        verdict = "yes" if r["meets_goal"] else "NO (" + ", ".join(
-            x for x, ok in (("time", r["time_ok"]), ("NFE", r["nfe_ok"])) if not ok) + ")"
-        lines.append(
-            f"| {r['method']} | {r['tol']:.0e} | {r['odebench_ms']:.1f} | {r['torchdiffeq_ms']:.1f} | "
-            f"{r['time_ratio']:.2f} | {r['nfe_fwd_ob']}/{r['nfe_fwd_tdq']} | {r['nfe_bwd_ob']}/{r['nfe_bwd_tdq']} | "
-            f"{r['nfe_ratio']:.2f} | {verdict} |"
-        )
-    lines += [
-        "",
+        f"median of {repeats} interleaved repeats after {warmup} warm-up.", "",
+        cost, "",
         f"Goal: time ratio <= {TIME_GOAL} and forward and backward NFE each within +-{NFE_GOAL:.0%} of torchdiffeq "
         "(NFE ratio column = total fwd+bwd). Backprop has no backward NFE in either library. "
         "adjoint-warm: time only (its backward starts each segment with the step the controller "
-        "proposed last; torchdiffeq restarts the automatic first step).",
-        "",
-        "Agreement of the two libraries (same weights and data):",
-        "",
-        f"| method | tol | max abs diff {out} | diff / (atol + rtol max abs {out}) | max abs diff grad | max abs grad | "
-        "odebench last_stats NFE (fwd, bwd) | min ms (ob/tdq) |",
-        "|---|---|---:|---:|---:|---:|---|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['tol']:.0e} | {r['y1_max_abs_diff']:.2e} | {r['y1_diff_over_tol_scale']:.2f} | "
-            f"{r['grad_max_abs_diff']:.2e} | {r['grad_max_abs']:.2e} | {r['ob_stats_nfe']} | "
-            f"{r['odebench_ms_min']:.1f}/{r['torchdiffeq_ms_min']:.1f} |"
-        )
-    lines += [
-        "",
+        "proposed last; torchdiffeq restarts the automatic first step).", "",
+        "Agreement of the two libraries (same weights and data):", "",
+        agreement, "",
         "tol bounds the local error per step, not the global error, and torchdiffeq evaluates y(1) by dense-output "
         "interpolation while odebench steps onto t = 1, so a diff/scale ratio of a few is expected; float32 "
         "rounding (eps 1.2e-7) dominates at tol 1e-7.  (For the ODE-Net the output compared is the logits.)",
-    ]
-    lines += ["", "Machine:", ""]
-    lines += [f"- {k}: {v}" for k, v in info.items()]
-    n_ok = sum(r["meets_goal"] for r in rows)
-    lines += ["", f"Cells meeting the goal: {n_ok}/{len(rows)}"]
-    return "\n".join(lines)
+        "", "Machine:", "", machine_lines(info),
+        "", f"Cells meeting the goal: {n_ok}/{len(rows)}"])
+
+
+def _parser():
+    ap = parser(__doc__, "python -m benchmarks.torch_vs_torchdiffeq")
+    ap.add_argument("--problem", default="mlp", choices=sorted(PROBLEMS))
+    ap.add_argument("--repeats", type=positive_int, default=20)
+    ap.add_argument("--warmup", type=count, default=2)
+    ap.add_argument("--tols", type=tolerances, default="1e-3,1e-5,1e-7")
+    ap.add_argument("--methods", type=names(METHODS, "method"), default=",".join(METHODS))
+    ap.add_argument("--out", default=None, help="write the table to this .md (and the rows to .json beside it) "
+                                                "or the rows to this .csv file as well")
+    ap.add_argument("--threads", type=positive_int, default=None,
+                    help="torch.set_num_threads(N); default: leave torch's default")
+    return ap
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--problem", default="mlp", choices=sorted(PROBLEMS))
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--tols", default="1e-3,1e-5,1e-7")
-    ap.add_argument("--methods", default="backprop,adjoint,adjoint-warm")
-    ap.add_argument("--out", default=None, help="write the table to this .md or .csv file as well")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N); default: leave torch's default")
-    args = ap.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    tols = [float(x) for x in args.tols.split(",") if x.strip()]
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - {"backprop", "adjoint", "adjoint-warm"})
-    if unknown:
-        ap.error(f"unknown method(s) {', '.join(unknown)}; allowed: backprop, adjoint, adjoint-warm")
-
     info = machine_info("torch", "torchdiffeq")
     how = "set by --threads" if args.threads is not None else "left at torch's default"
     info["torch threads"] = f"{info['torch threads']} ({how})"
-    try:
-        info["load average at start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        pass
     print(f"torch threads: {info['torch threads']}", flush=True)
     rows, notes = [], []
-    for method in methods:
-        for tol in tols:
+    for method in args.methods:
+        for tol in args.tols:
             row = run_cell(PROBLEMS[args.problem], method, tol, args.repeats, args.warmup, notes)
             rows.append(row)
-            print(
-                f"  {method:8s} tol={tol:.0e}: odebench {row['odebench_ms']:.1f} ms, torchdiffeq {row['torchdiffeq_ms']:.1f} ms, "
-                f"ratio {row['time_ratio']:.2f}",
-                flush=True,
-            )
+            print(f"  {method:8s} tol={tol:.0e}: odebench {row['odebench_ms']:.1f} ms, torchdiffeq "
+                  f"{row['torchdiffeq_ms']:.1f} ms, ratio {row['time_ratio']:.2f}", flush=True)
     text = markdown(PROBLEMS[args.problem], rows, info, args.repeats, args.warmup)
     if notes:
         text += "\n\nNotes:\n\n" + "\n".join(f"- {n}" for n in notes)
     print()
     print(text)
     if args.out:
-        if args.out.endswith(".csv"):
-            with open(args.out, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-        else:
-            with open(args.out, "w") as fh:
-                fh.write(text + "\n")
-        print(f"\nwritten: {args.out}")
+        print(f"\nwritten: {', '.join(save(args.out, text, rows))}")
     return 0 if all(r["meets_goal"] for r in rows) else 1
 
 
