@@ -84,7 +84,7 @@ class Inputs:
     peers: Optional[object] = None  # one run's CNF rows with peer libraries' backends
 
 
-def _tol(value: float) -> str:
+def tol_text(value: float) -> str:
     """1e-3, not 1e-03: a tolerance as people write it."""
     return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{value:.0e}")
 
@@ -196,7 +196,7 @@ def memory_claim(cnf, out: Path) -> Claim:
     holds = nfe >= 2 and peak <= 1.15 and held <= 1.15 and bp[1] >= 1.5
     verdict = "holds" if holds else "does not hold here" if nfe >= 2 else "cannot be judged from this sweep"
     adj = cnf[cnf["backend"] == "torch-adjoint"]
-    text = (f"**{verdict}**: from tol {_tol(adj['rtol'].max())} to {_tol(adj['rtol'].min())} the adjoint's NFE grow "
+    text = (f"**{verdict}**: from tol {tol_text(adj['rtol'].max())} to {tol_text(adj['rtol'].min())} the adjoint's NFE grow "
             f"{nfe:.1f}× while its peak grows {peak:.2f}× and its held bytes {held:.2f}×; backprop's peak grows "
             f"{bp[1]:.1f}× (rule: adjoint ≤ 1.15× with NFE ≥ 2×, backprop ≥ 1.5×).")
     table = Table(("backend", "NFE per iteration", "peak MiB", "held MiB"), "llll", tuple(rows))
@@ -222,7 +222,7 @@ def dial_claim(cnf, table1, out: Path) -> Claim:
         for _, r in g.iterrows():
             train_ax.annotate(f"{r['rtol']:.0e}", (r["ms_per_iteration"], r["metric"]), fontsize=7)
     train_ax.set(xlabel="time per training iteration (ms)", ylabel="CNF test NLL (nats)", xscale="log",
-                 title=f"training: tolerance {_tol(cnf['rtol'].max())} … {_tol(cnf['rtol'].min())}")
+                 title=f"training: tolerance {tol_text(cnf['rtol'].max())} … {tol_text(cnf['rtol'].min())}")
     train_ax.legend(fontsize=8)
     sweep_rows = table1[(table1["model"] == "odenet") & (table1["backend"] == "torch-adjoint")] \
         if table1 is not None else []
@@ -275,7 +275,7 @@ def nfe_claims(cnf, table1, out: Path) -> list[Claim]:
     c_verdict = "holds" if 0.35 <= median <= 0.65 else "holds partly" if 0.2 <= median <= 0.8 else "does not hold here"
     semi = _seminorm_saving(cnf, semi_ax)
     save()
-    where = f"CNF, tol {_tol(cnf['rtol'].max())} … {_tol(cnf['rtol'].min())}" + (", and the ODE-Net" if len(odenet) else "")
+    where = f"CNF, tol {tol_text(cnf['rtol'].max())} … {tol_text(cnf['rtol'].min())}" + (", and the ODE-Net" if len(odenet) else "")
     c = Claim("(c) Backward NFE about half the forward NFE",
               f"**{c_verdict}**: backward / forward NFE of the adjoint over {len(ratios)} cells ({where}): median "
               f"{median:.2f}, range {min(ratios):.2f}–{max(ratios):.2f} (rule: holds when the median is within "
@@ -299,7 +299,7 @@ def _seminorm_saving(cnf, ax) -> Optional[str]:
     verdict = "holds" if (saving > 0).all() and saving.median() >= 0.2 else "holds partly" if (saving > 0).all() \
         else "does not hold here"
     return (f"**{verdict}**: the seminorm saves {100 * saving.min():.0f}–{100 * saving.max():.0f} % of the backward "
-            f"NFE (median {100 * saving.median():.0f} %) on the CNF at tol {_tol(max(common))} … {_tol(min(common))}, "
+            f"NFE (median {100 * saving.median():.0f} %) on the CNF at tol {tol_text(max(common))} … {tol_text(min(common))}, "
             f"against a median 40 % (up to 62 %) across tasks in Kidger et al. 2021 (rule: holds when it saves at "
             f"every tolerance and the median saving is ≥ 20 %; partly when it saves but less).")
 
@@ -326,7 +326,7 @@ def _training(row) -> str:
     except (TypeError, ValueError):
         dataset = None
     data = f" on {DATASETS.get(dataset, dataset)}" if dataset else ""
-    return f"{int(row['steps'])} iterations{data}, tol {_tol(row['rtol'])}"
+    return f"{int(row['steps'])} iterations{data}, tol {tol_text(row['rtol'])}"
 
 
 def table1_claim(table1, rknet) -> Claim:

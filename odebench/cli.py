@@ -405,14 +405,23 @@ def _cell_line(done, total, cell, row) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--plot", "plot_path", default=None, type=click.Path(), help="Write the work-precision plots to this PNG.")
 @click.option("--csv", "csv_path", default=None, type=click.Path(), help="Write the combined table to this CSV.")
-def report_cmd(files, plot_path, csv_path):
-    """Load result files into one table, print it by task and backend, optionally plot."""
+@click.option("--html", "html_dir", default=None, type=click.Path(), metavar="OUT",
+              help="Write a web page of the results (OUT/index.html, its figures beside it; one page, a section "
+                   "per file) that opens offline.")
+def report_cmd(files, plot_path, csv_path, html_dir):
+    """Load result files (a folder: its *.parquet files) into one table, print it by task and
+    backend; optionally plot it, write it as CSV or render it as a web page."""
     from .report import print_table, work_precision_plot
-    from .results import check_writable_file, read_results
+    from .results import check_writable_file, read_results, result_files
 
     for flag, path in (("--plot", plot_path), ("--csv", csv_path)):  # before anything is read or printed
         if path:
             check_writable_file(path, flag)
+    if html_dir:
+        from .html_report import check_target
+
+        check_target(html_dir)
+    files = result_files(files)
     frame = read_results(files)
     print_table(frame)
     click.echo(f"\n{len(frame)} rows from {len(files)} file(s)")
@@ -421,6 +430,10 @@ def report_cmd(files, plot_path, csv_path):
         click.echo(f"table: {csv_path}")
     if plot_path:
         click.echo(f"plot: {work_precision_plot(frame, plot_path)}")
+    if html_dir:
+        from .html_report import write_html
+
+        click.echo(f"page: {write_html(files, html_dir)}")
 
 
 @main.command("compare")
