@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench reference clean
+.PHONY: run test bench reference reference-pages clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP)
 
 reference: $(STAMP)
 	bash results/reference.sh
+
+# the reference runs as pages of the site (docs/reference-results/), without rerunning them
+reference-pages: $(STAMP)
+	$(PY) -m odebench.reference_pages
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

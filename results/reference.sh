@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates every committed reference run under results/reference/ and the claims section of
-# results/README.md (the PNGs and tables).  Run from the repository root: bash results/reference.sh
+# Regenerates every committed reference run under results/reference/, the claims section of
+# results/README.md (the PNGs and tables) and the runs' pages in docs/reference-results/.
+# Run from the repository root: bash results/reference.sh
 # About 40 minutes on 2 CPU cores (Intel Xeon): claims-cnf 6, Table 1 6, cnf-peers 14, Table 2 15.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +27,5 @@ for n in 30 50 100; do
     --steps 2000 --out "$OUT" --run-id table2-n$n
 done
 "$PYTHON" -m odebench.claims --results "$OUT" --readme results/README.md
+# every run as a page of the site, and the claims with them (alone: make reference-pages)
+"$PYTHON" -m odebench.reference_pages --results "$OUT" --out docs/reference-results
