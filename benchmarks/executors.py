@@ -1,14 +1,19 @@
 """What running a grid costs beyond its cells, and that its result file survives kills (not a test).
 
     python -m benchmarks.executors [--cells 1000] [--kills 5] [--sections writing,kills,dask,throughput]
+                                   [--cnf-steps 100]
+
+Results: docs/measurements/executors.md.
 
 1. Writing: the 1,000-cell trivial grid's rows (tests/fixtures/trivial_plugin.py, one real row
    each) appended to a ResultStore one by one -- time per append at the first and the last
    hundred cells, the consolidation at the end, the file's size -- against the old store that
    rewrote the whole parquet file per cell.
 2. Kills: the same grid (5 ms of work per step) run with ``odebench run --executor serial`` and
-   SIGKILLed at random moments --kills times, each attempt after the first a ``--resume``; after each kill the file must read back with at least as many rows
-   as the cells the run had reported finished, each once; ``--resume`` then completes it.
+   SIGKILLed at random moments (0.5-3 s after its first finished cell) --kills times, each
+   attempt after the first a ``--resume``; after each kill the file must read back with at least
+   as many rows as the cells the run had reported finished, each once; ``--resume`` then
+   completes it.
 3. Throughput: 8 small cnf cells (seeds 0..7, torch-adjoint, --cnf-steps steps, batch 64, tol 1e-3)
    run serially with the framework's threads (torch's default: one per core), serially with one
    thread, and on the process executor with --workers 1 and 2 (one thread per cell when two
@@ -31,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.problems import machine_info, machine_lines
+from benchmarks.tooling import clock, machine_info, machine_lines, markdown_table, names, parser, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIVIAL = ["-p", "tests.fixtures.trivial_plugin", "--task", "trivial", "--backend", "py-none", "--quiet"]
@@ -40,12 +45,11 @@ CNF = ["--task", "cnf", "--backend", "torch-adjoint", "--batch-size", "64", "--t
 
 def odebench(*args, env=None, check=True) -> float:
     """Run ``python -m odebench run ARGS``; its wall time in seconds."""
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "odebench", "run", *args], cwd=ROOT, env=_env(env),
-                          capture_output=True, text=True)
+    seconds, done = clock(lambda: subprocess.run([sys.executable, "-m", "odebench", "run", *args], cwd=ROOT,
+                                                 env=_env(env), capture_output=True, text=True))
     if check and done.returncode != 0:
         raise SystemExit(f"odebench run {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return time.perf_counter() - started
+    return seconds
 
 
 def _env(extra=None) -> dict:
@@ -83,21 +87,30 @@ def writing(cells: int, out: Path) -> dict:
     old_path, old_rows, old = out / "old.parquet", [], []
     for seed in range(cells):
         this = dict(row, seed=seed)
-        t0 = time.perf_counter()
-        store.append(this)
-        new.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        _old_append(old_path, old_rows, dict(this))
-        old.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    store.consolidate()
-    consolidate = time.perf_counter() - t0
+        new.append(clock(lambda: store.append(this))[0])
+        old.append(clock(lambda: _old_append(old_path, old_rows, dict(this)))[0])
+    consolidate, _ = clock(store.consolidate)
     assert len(read_result_file(store.path)) == cells
     head, tail = slice(0, 100), slice(cells - 100, cells)
     return {"new_first": statistics.median(new[head]), "new_last": statistics.median(new[tail]),
             "old_first": statistics.median(old[head]), "old_last": statistics.median(old[tail]),
             "new_total": sum(new), "old_total": sum(old), "consolidate": consolidate,
             "size": store.path.stat().st_size, "old_size": old_path.stat().st_size}
+
+
+PROGRESS = re.compile(r"^\[\d+/\d+\]", flags=re.M)  # a progress line: one cell finished
+
+
+def _until_first_cell(proc) -> str:
+    """The run's stderr up to its first finished cell (or its end): the random kill that follows
+    lands in the grid, not in Python's start-up, which on a loaded machine can take longer than
+    the longest wait."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if PROGRESS.match(line):
+            break
+    return "".join(seen)
 
 
 def kills(cells: int, times: int, out: Path) -> list:
@@ -114,9 +127,10 @@ def kills(cells: int, times: int, out: Path) -> list:
             cmd = [sys.executable, "-m", "odebench", "run", "--resume", "k", "--out", str(out), "--executor", "serial"]
         env = _env({"ODEBENCH_PROGRESS": "lines"})
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        before = _until_first_cell(proc)
         time.sleep(rng.uniform(0.5, 3.0))
         proc.send_signal(signal.SIGKILL)
-        reported = len(re.findall(r"^\[\d+/\d+\]", proc.communicate()[1], flags=re.M))
+        reported = len(PROGRESS.findall(before + proc.communicate()[1]))
         reported_total += reported
         frame = read_result_file(out / "k.parquet")
         unique = len(set(frame["seed"]))
@@ -149,47 +163,65 @@ def dask_overhead(cells: int, out: Path) -> dict:
 
 def print_writing(w: dict, cells: int) -> None:
     ms = lambda s: f"{s * 1e3:.2f} ms"  # noqa: E731
-    print(f"\n### Writing {cells} rows\n\n| store | append, cells 1-100 | append, last 100 | all appends "
-          f"| consolidation | file |\n|---|---|---|---|---|---|")
-    print(f"| fragments (now) | {ms(w['new_first'])} | {ms(w['new_last'])} | {w['new_total']:.2f} s | "
-          f"{w['consolidate']:.2f} s | {w['size'] / 1024:.0f} KiB |")
-    print(f"| rewrite per cell (before) | {ms(w['old_first'])} | {ms(w['old_last'])} | {w['old_total']:.2f} s "
-          f"| - | {w['old_size'] / 1024:.0f} KiB |")
+    print(f"\n### Writing {cells} rows\n")
+    print(markdown_table(["store", "append, cells 1-100", "append, last 100", "all appends", "consolidation", "file"], [
+        ["fragments (now)", ms(w["new_first"]), ms(w["new_last"]), f"{w['new_total']:.2f} s", f"{w['consolidate']:.2f} s",
+         f"{w['size'] / 1024:.0f} KiB"],
+        ["rewrite per cell (before)", ms(w["old_first"]), ms(w["old_last"]), f"{w['old_total']:.2f} s", "-",
+         f"{w['old_size'] / 1024:.0f} KiB"]]))
+
+
+def print_kills(report: list, cells: int) -> None:
+    print(f"\n### {len(report)} SIGKILLs of the {cells}-cell grid (each attempt after the first a --resume)\n")
+    for i, r in enumerate(report, 1):
+        print(f"- kill {i}: {r['reported_this_attempt']} cells reported finished by this attempt; the file "
+              f"reads back with {r['rows']} rows, each cell once")
+    print(f"- final --resume: {cells} cells, each once, all ok")
+
+
+def print_dask(d: dict, cells: int) -> None:
+    print(f"\n### Dask LocalCluster (2 workers) on the {cells}-cell trivial grid\n\n"
+          f"serial {d['serial']:.1f} s, dask {d['dask']:.1f} s: {d['per_cell_ms']:.1f} ms per cell over serial "
+          f"(cluster start included); process executor, 100 cells, 2 workers: {d['process_100']:.1f} s "
+          f"({d['process_100'] / 100 * 2e3:.0f} ms per cell per worker)")
+
+
+def print_throughput(rows: list, steps: int) -> None:
+    base = rows[0][1]
+    print(f"\n### 8 small cnf cells ({steps} steps each)\n")
+    print(markdown_table(["executor", "wall", "throughput vs serial"],
+                         [[label, f"{wall:.1f} s", f"{base / wall:.2f}x"] for label, wall in rows]))
+
+
+SECTIONS = ("writing", "kills", "dask", "throughput")
+
+
+def _cells(text: str) -> int:
+    value = positive_int(text)
+    if value < 100:
+        raise argparse.ArgumentTypeError(f"{text} cells: at least 100 (the writing section compares the first and "
+                                         "the last hundred)")
+    return value
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cells", type=int, default=1000)
-    ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--sections", default="writing,kills,dask,throughput")
-    ap.add_argument("--cnf-steps", type=int, default=100, help="training steps of each cnf cell (throughput)")
+    ap = parser(__doc__, "python -m benchmarks.executors")
+    ap.add_argument("--cells", type=_cells, default=1000)
+    ap.add_argument("--kills", type=positive_int, default=5)
+    ap.add_argument("--sections", type=names(SECTIONS, "section"), default=",".join(SECTIONS))
+    ap.add_argument("--cnf-steps", type=positive_int, default=100, help="training steps of each cnf cell (throughput)")
     args = ap.parse_args(argv)
     print(machine_lines(machine_info("pandas", "pyarrow", "distributed")))
-    sections = args.sections.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if "writing" in sections:
+        if "writing" in args.sections:
             print_writing(writing(args.cells, tmp / "w"), args.cells)
-        if "kills" in sections:
-            report = kills(args.cells, args.kills, tmp / "k")
-            print(f"\n### {args.kills} SIGKILLs of the {args.cells}-cell grid (each attempt after the first a --resume)\n")
-            for i, r in enumerate(report, 1):
-                print(f"- kill {i}: {r['reported_this_attempt']} cells reported finished by this attempt; the file "
-                      f"reads back with {r['rows']} rows, each cell once")
-            print(f"- final --resume: {args.cells} cells, each once, all ok")
-        if "dask" in sections:
-            d = dask_overhead(args.cells, tmp / "d")
-            print(f"\n### Dask LocalCluster (2 workers) on the {args.cells}-cell trivial grid\n\n"
-                  f"serial {d['serial']:.1f} s, dask {d['dask']:.1f} s: {d['per_cell_ms']:.1f} ms per cell over serial "
-                  f"(cluster start included); process executor, 100 cells, 2 workers: {d['process_100']:.1f} s "
-                  f"({d['process_100'] / 100 * 2e3:.0f} ms per cell per worker)")
-        if "throughput" in sections:
-            rows = throughput(tmp / "t", args.cnf_steps)
-            base = rows[0][1]
-            print(f"\n### 8 small cnf cells ({args.cnf_steps} steps each)\n\n| executor | wall | throughput vs serial |"
-                  "\n|---|---|---|")
-            for label, wall in rows:
-                print(f"| {label} | {wall:.1f} s | {base / wall:.2f}x |")
+        if "kills" in args.sections:
+            print_kills(kills(args.cells, args.kills, tmp / "k"), args.cells)
+        if "dask" in args.sections:
+            print_dask(dask_overhead(args.cells, tmp / "d"), args.cells)
+        if "throughput" in args.sections:
+            print_throughput(throughput(tmp / "t", args.cnf_steps), args.cnf_steps)
     return 0
 
 
