@@ -218,7 +218,7 @@ def test_backprop_memory_is_one_segment_of_the_tape():
     """jax-backprop's residuals are a tape of min(max_steps, SEGMENT_ROWS) steps and one carry
     per segment: the compiled program's temp memory grows with max_steps up to a segment, and
     beyond it by the segments' first carries only, not by a tape row per step."""
-    from odebench_jax.integrate import SEGMENT_ROWS
+    from odebench_jax.tape import SEGMENT_ROWS
 
     params = mlp_params(dim=2, hidden=8, seed=9)
     y0 = jnp.asarray(np.random.default_rng(3).normal(size=(16, 2)))
@@ -231,9 +231,9 @@ def test_backprop_memory_is_one_segment_of_the_tape():
 
 def _segment_run(monkeypatch, rows, solver, tol, t, **options):
     """Gradients and counts of jax-backprop with the tape's segments of ``rows`` steps."""
-    import odebench_jax.integrate as integrate
+    import odebench_jax.tape as tape
 
-    monkeypatch.setattr(integrate, "SEGMENT_ROWS", rows)
+    monkeypatch.setattr(tape, "SEGMENT_ROWS", rows)
     jax.clear_caches()  # the compiled programs depend on the segment length
     backend = REG.backend("jax-backprop")
     params = mlp_params(seed=4)
@@ -295,17 +295,18 @@ def test_warm_backward_start_saves_evaluations_at_the_same_accuracy():
 def test_warm_backward_starts_with_the_forward_controllers_last_proposal():
     """One segment: the warm backward solve is the one whose first step is the step the
     forward solve's controller proposed after its last step (returned in info[2])."""
-    from odebench_jax import integrate as I
-    from odebench_jax.backends import _Problem
+    from odebench_jax.base import Problem
+    from odebench_jax.config import OK
+    from odebench_jax.loop import integrate_jit
 
     params = mlp_params(seed=4)
     y0 = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)))
     t = jnp.asarray([0.0, 1.5])
     backend = REG.backend("jax-adjoint")
-    problem = _Problem(backend.setup("dopri5", 1e-6, 1e-6, None), mlp, y0, t, params)
-    _, counts, status, info = I.integrate_jit(problem.f, problem.config("while"), problem.y0_flat, params,
-                                              problem.times, problem.nums)
-    assert int(status) == I.OK and float(info[0]) == 1.5 and float(info[1]) == 1.5
+    problem = Problem(backend.setup("dopri5", 1e-6, 1e-6, None), mlp, y0, t, params)
+    _, counts, status, info = integrate_jit(problem.f, problem.config("while"), problem.y0_flat, params,
+                                            problem.times, problem.nums)
+    assert int(status) == OK and float(info[0]) == 1.5 and float(info[1]) == 1.5
     proposal = float(info[2])
     assert proposal > 0
     _, g_warm, warm = _grads("jax-adjoint", y0, params, t, 1e-6)

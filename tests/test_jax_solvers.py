@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 from odebench.errors import MaxStepsError, NonFiniteStateError, OdebenchError  # noqa: E402
 from odebench.plugins import make_registry  # noqa: E402
 from odebench.specs import SolveStats, Tableau  # noqa: E402
-from odebench_jax.integrate import SEGMENT_ROWS  # noqa: E402
+from odebench_jax.tape import SEGMENT_ROWS  # noqa: E402
 
 from .problems import A1, A3, B4, D3  # noqa: E402
 

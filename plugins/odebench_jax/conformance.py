@@ -12,7 +12,7 @@ import numpy as np
 
 from odebench.specs import SolveStats
 
-from .runtime import enable_float64
+from .dtypes import enable_float64
 
 T01 = np.array([0.0, 1.0])
 

@@ -32,7 +32,7 @@ from odebench.errors import InvalidInputError, NonFiniteStateError
 from odebench.solve import error_for
 from odebench.specs import SolveStats
 
-from .integrate import OK
+from .config import OK
 
 FORWARD_FIELDS = ("nfe_forward", "steps_accepted", "steps_rejected")
 BACKWARD_FIELDS = ("nfe_backward", "steps_accepted_backward", "steps_rejected_backward")

@@ -20,8 +20,8 @@ import numpy as np
 from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError
 from odebench.solve import GradientBackend, SolveSetup
 from odebench.specs import SolveStats
-from odebench_jax.integrate import control_dtype
-from odebench_jax.runtime import Uncounted
+from odebench_jax.dtypes import control_dtype
+from odebench_jax.trainer import Uncounted
 from odebench_jax.state import TwoArgs, check_function, hoist_closure, is_tracer, make_state, takes_two_arguments, times_of
 
 from .solvers import DIFFRAX, JAX_ODE

@@ -54,7 +54,7 @@ class DetestJax(DetestProblem):
         self._programs: dict = {}
 
     def _compile(self, name: str, odeint) -> Program:
-        from odebench_jax.runtime import Uncounted
+        from odebench_jax.trainer import Uncounted
 
         f, t, counts = self.f[name], self.t, SolveStats()
 
