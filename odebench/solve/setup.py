@@ -50,11 +50,34 @@ class GradientBackend:
     (``last_stats``) and the solver lookup through the registry it is bound to.
 
     A framework's backend implements ``_odeint(func, y0, t, args, setup, stats, **method_kwargs)``.
+
+    What a backend can do with its counts is declared here, with the defaults of a backend that
+    counts inside its own call (every eager torch backend); a trainer or a task reads these
+    attributes and never probes for them:
+
+    ``returns_counts``
+        ``odeint(..., return_counts=True, tally=...)`` gives a compiled program's counts as data
+        (odebench's JAX backends): the forward counts returned with the solution, and every
+        count of a differentiated solve as the cotangent of the ``tally`` input.  The JAX trainer
+        and tasks take them from the program's outputs after the clock.
+    ``callback_counts``
+        The backend counts by a host callback per evaluation, inside the program, which costs
+        time there (the JAX peers: diffrax, jax.experimental.ode own their solve loop, so only
+        their dynamics can be counted).  Given a stats object of the JAX plugin's ``Uncounted``
+        class it leaves the callbacks out: the trainer times such a program and counts in an
+        untimed rerun of the same step.
+    ``separate_counts``
+        The counts tell forward evaluations from backward ones.  False: every evaluation of a
+        program is counted as forward (a callback cannot tell which pass called it), and the
+        trainer splits them as value_and_grad's count minus the forward-only run's.
     """
 
     framework = ""
     method = ""
     max_steps_default: Optional[int] = None  # None: the integrators' (10,000 adaptive)
+    returns_counts = False
+    callback_counts = False
+    separate_counts = True
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -195,7 +195,7 @@ class JaxBackend(GradientBackend):
     """Base: the shared call (solver lookup and the checks are odebench.solve's)."""
 
     framework = "jax"
-    returns_counts = True  # odeint(..., return_counts=True, tally=...): the trainer's programs use it
+    returns_counts = True  # declared on GradientBackend: odeint(..., return_counts=True, tally=...)
 
     def __init__(self, name: str) -> None:
         super().__init__(name)

@@ -123,7 +123,7 @@ class JaxConformance:
         loss = self._loss_fn(backend, case, solver, tol, dtype, options, stats)
         value, (gy, gp) = jax.value_and_grad(loss, argnums=(0, 1))(y0, params)
         total = COUNTER.read() - start - forward
-        if not getattr(backend, "separate_counts", True):  # a peer: it saw every evaluation as forward
+        if not backend.separate_counts:  # a peer: it saw every evaluation as forward
             stats.nfe_backward, stats.nfe_forward = stats.nfe_forward - forward, forward
         grads = {"y0": np.asarray(gy, np.float64), **{k: np.asarray(v, np.float64) for k, v in gp.items()}}
         backward = None if backend.method in ("backprop", "recursive-checkpoint", "direct") else total - forward

@@ -27,7 +27,7 @@ from .counts import collect, warn_traced_failure
 def returns_counts(problem, odeint) -> bool:
     """Whether the trainer takes the counts as outputs: the backend can return them and the
     task says its loss calls odeint at its top level."""
-    return bool(getattr(getattr(odeint, "backend", None), "returns_counts", False)
+    return bool(odeint is not None and odeint.backend.returns_counts
                 and getattr(problem, "counts_as_outputs", False))
 
 

@@ -140,7 +140,7 @@ class JaxTrainer:
 
         loss_fn = getattr(problem, "loss_fn", None) or _loss_fn_from_protocol(problem)
         forward_odeint, self.timing_stats = _timing_odeint(odeint)
-        self.count_apart = bool(getattr(getattr(odeint, "backend", None), "callback_counts", False))
+        self.count_apart = odeint is not None and odeint.backend.callback_counts
 
         def update(grads, opt_state, params):
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
@@ -189,8 +189,7 @@ class JaxTrainer:
         """A backend that counts every evaluation of a program as forward (a peer library, whose
         backward pass odebench cannot see): this step's backward = value_and_grad's count - the
         forward-only run's; ``before``: the forward count before this step's value_and_grad."""
-        backend = getattr(self.odeint, "backend", None)
-        if backend is None or getattr(backend, "separate_counts", True) or self.timing_stats is None:
+        if self.odeint is None or self.odeint.backend.separate_counts:
             return
         stats, forward = self.odeint.stats, self.timing_stats.nfe_forward
         stats.nfe_backward += stats.nfe_forward - before - forward

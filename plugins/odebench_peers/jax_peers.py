@@ -33,8 +33,8 @@ class JaxPeer(GradientBackend):
     framework = "jax"
     library = ""
     names: dict = {}
-    separate_counts = False
-    callback_counts = True  # the trainer times programs without the callbacks (see Uncounted)
+    separate_counts = False  # capabilities declared on GradientBackend (odebench.solve.setup)
+    callback_counts = True
 
     def __init__(self, name: str, method: str) -> None:
         super().__init__(name)

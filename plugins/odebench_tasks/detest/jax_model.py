@@ -61,9 +61,9 @@ class DetestJax(DetestProblem):
         def build(bound):
             return jax.jit(lambda y0: bound(f, y0, t)).lower(self.y0[name]).compile()
 
-        if getattr(odeint.backend, "callback_counts", False):
+        if odeint.backend.callback_counts:
             return Program(build(odeint.with_stats(Uncounted())), counts, build(odeint.with_stats(counts)))
-        if getattr(odeint.backend, "returns_counts", False):
+        if odeint.backend.returns_counts:
             returning = jax.jit(lambda y0: odeint.with_stats(counts)(f, y0, t, return_counts=True))
             return Program(returning.lower(self.y0[name]).compile(), counts, None, True)
         return Program(build(odeint.with_stats(counts)), counts, None)
