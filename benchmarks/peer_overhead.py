@@ -4,6 +4,8 @@ and a peer backend, against the same step calling the library directly (not a te
     python -m benchmarks.peer_overhead [--peers torchdiffeq-adjoint,...] [--tol 1e-5]
                                        [--repeats 100] [--warmup 3]
 
+Results: docs/measurements/peer-overhead.md.
+
 Both sides build the cnf task's fast-default problem (8gaussians, batch 256, 64x3 concatsquash,
 exact trace, float32, seed 0) and take the same Adam steps, so they solve the same ODEs: the
 losses are checked equal step by step to 1e-3 relative (not bit for bit: the harness's y0
@@ -26,14 +28,14 @@ ratio <= 1.02.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
 
 import numpy as np
 
-from benchmarks.problems import machine_info, machine_lines, task_problem
+from benchmarks.problems import task_problem
+from benchmarks.tooling import (clock, count, interleaved, machine_info, machine_lines, markdown_table, median_interval,
+                                names, parser, positive_int, tolerance)
 from odebench.plugins import make_registry
 from odebench.protocols import BoundOdeint
 from odebench.solve.options import ADAPTIVE_DEFAULTS
@@ -65,12 +67,14 @@ class TorchDirect:
     def step(self, iteration: int):
         batch = self.problem.batch(iteration)
         self.optimizer.zero_grad(set_to_none=True)
-        t0 = time.perf_counter()
-        loss = self.problem.loss(batch, self.solve)
-        loss.backward()
-        elapsed = time.perf_counter() - t0
+        elapsed, loss = clock(lambda: self._loss_backward(batch))
         self.optimizer.step()
         return float(loss.detach()), elapsed
+
+    def _loss_backward(self, batch):
+        loss = self.problem.loss(batch, self.solve)
+        loss.backward()
+        return loss
 
 
 class JaxDirect:
@@ -108,9 +112,7 @@ class JaxDirect:
         import jax
 
         batch = self.problem.batch(iteration)
-        t0 = time.perf_counter()
-        value, grads = jax.block_until_ready(self.grad(self.params, batch))
-        elapsed = time.perf_counter() - t0
+        elapsed, (value, grads) = clock(lambda: self.grad(self.params, batch), sync=jax.block_until_ready)
         self.params, self.opt_state = self.update(grads, self.opt_state, self.params)
         return float(value), elapsed
 
@@ -127,19 +129,10 @@ def sides(reg, peer: str, tol: float):
     return harness, direct
 
 
-def median_interval(values: list, z: float = 1.96) -> tuple:
-    """A distribution-free ~95 % interval for the median of sorted ``values``: the order
-    statistics n/2 -+ z*sqrt(n)/2 (the binomial's normal approximation)."""
-    n = len(values)
-    half = z * n ** 0.5 / 2
-    return values[max(int(n / 2 - half), 0)], values[min(int(n / 2 + half), n - 1)]
-
-
 def run_cell(reg, peer: str, tol: float, repeats: int, warmup: int) -> dict:
     harness, direct = sides(reg, peer, tol)
     times = {"harness": [], "direct": []}
-    for i in range(warmup + repeats):
-        order = ("harness", "direct") if i % 2 == 0 else ("direct", "harness")
+    for i, order in interleaved(("harness", "direct"), warmup + repeats):
         losses = {}
         for side in order:
             if side == "harness":
@@ -152,7 +145,7 @@ def run_cell(reg, peer: str, tol: float, repeats: int, warmup: int) -> dict:
         if not np.isclose(losses["harness"], losses["direct"], rtol=1e-3, atol=1e-6):
             raise SystemExit(f"{peer}: step {i} losses differ ({losses}): the two sides did not do the same work")
     h, d = statistics.median(times["harness"]), statistics.median(times["direct"])
-    ratios = sorted(a / b for a, b in zip(times["harness"], times["direct"]))  # the same step, both sides
+    ratios = [a / b for a, b in zip(times["harness"], times["direct"])]  # the same step, both sides
     low, high = median_interval(ratios)
     nfe = harness.odeint.stats
     return {"peer": peer, "tol": tol, "harness ms": 1e3 * h, "direct ms": 1e3 * d,
@@ -160,24 +153,28 @@ def run_cell(reg, peer: str, tol: float, repeats: int, warmup: int) -> dict:
             "nfe forward/step": nfe.nfe_forward / (warmup + repeats), "nfe backward/step": nfe.nfe_backward / (warmup + repeats)}
 
 
+def markdown(rows: list) -> str:
+    return markdown_table(
+        ["peer", "tol", "harness ms", "direct ms", "harness / direct, same step (95 % interval)", "NFE fwd / bwd per step"],
+        [[r["peer"], f"{r['tol']:.0e}", f"{r['harness ms']:.1f}", f"{r['direct ms']:.1f}",
+          f"{r['ratio']:.3f} ({r['ratio low']:.3f}–{r['ratio high']:.3f})",
+          f"{r['nfe forward/step']:.0f} / {r['nfe backward/step']:.0f}"] for r in rows])
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--peers", default=",".join(PEERS))
-    ap.add_argument("--tol", type=float, default=1e-5)
-    ap.add_argument("--repeats", type=int, default=100)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap = parser(__doc__, "python -m benchmarks.peer_overhead")
+    ap.add_argument("--peers", type=names(PEERS, "peer"), default=",".join(PEERS))
+    ap.add_argument("--tol", type=tolerance, default=1e-5)
+    ap.add_argument("--repeats", type=positive_int, default=100)
+    ap.add_argument("--warmup", type=count, default=3)
     args = ap.parse_args(argv)
     reg = make_registry()
     rows = []
-    for peer in [p.strip() for p in args.peers.split(",") if p.strip()]:
+    for peer in args.peers:
         rows.append(run_cell(reg, peer, args.tol, args.repeats, args.warmup))
         print(rows[-1], flush=True)
     print("\n" + machine_lines(machine_info("torch", "torchdiffeq", "jax", "diffrax")) + "\n")
-    print("| peer | tol | harness ms | direct ms | harness / direct, same step (95 % interval) | NFE fwd / bwd per step |\n"
-          "|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['peer']} | {r['tol']:.0e} | {r['harness ms']:.1f} | {r['direct ms']:.1f} | {r['ratio']:.3f} "
-              f"({r['ratio low']:.3f}–{r['ratio high']:.3f}) | {r['nfe forward/step']:.0f} / {r['nfe backward/step']:.0f} |")
+    print(markdown(rows))
     return 0 if all(r["ratio"] <= GOAL for r in rows) else 1
 
 

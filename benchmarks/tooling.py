@@ -92,6 +92,14 @@ def tolerances(text: str) -> list:
     return values
 
 
+def tolerance(text: str) -> float:
+    """One positive, finite tolerance."""
+    values = tolerances(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"one tolerance expected, got {text!r}")
+    return values[0]
+
+
 def names(allowed: Sequence[str], what: str) -> Callable[[str], list]:
     """An argument type: comma-separated names, each one of ``allowed`` (``what``: what they
     are, for the error line)."""
