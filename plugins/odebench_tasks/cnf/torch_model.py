@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._common.torch_weights import load_params
 from .data import density_figure, make_split
 from .init import batch_indices, hutchinson_noise, init_params, layer_widths
 from .options import ACTIVATIONS, TRACES, CNFOptions
@@ -167,20 +168,6 @@ class CNFDynamics(DivergenceODE):
             if i < last:
                 h = self._act(h)
         return h
-
-
-def load_params(module: nn.Module, params: dict) -> None:
-    """Copy numpy arrays (keys = the module's state_dict keys) into the module's parameters."""
-    state = module.state_dict()
-    missing, unexpected = sorted(set(state) - set(params)), sorted(set(params) - set(state))
-    if missing or unexpected:
-        raise ValueError(f"parameter names differ: missing {missing}, unexpected {unexpected}")
-    with torch.no_grad():
-        for name, value in params.items():
-            target = state[name]
-            if tuple(target.shape) != tuple(np.shape(value)):
-                raise ValueError(f"{name}: shape {np.shape(value)} given, {tuple(target.shape)} expected")
-            target.copy_(torch.as_tensor(np.asarray(value), dtype=target.dtype))
 
 
 def standard_normal_logprob(z: torch.Tensor) -> torch.Tensor:

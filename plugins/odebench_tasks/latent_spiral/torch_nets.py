@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from odebench_tasks.cnf.torch_model import load_params
+from odebench_tasks._common.torch_weights import load_params
 from .params import validate
 
 __all__ = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from odebench_tasks.cnf.torch_model import load_params
+from odebench_tasks._common.torch_weights import load_params
 from .params import N_CLASSES, norm_groups, validate
 
 __all__ = ["norm", "downsampling", "ODEFunc", "ResBlock", "Head", "ODENet", "ResNet", "build", "load_params"]
