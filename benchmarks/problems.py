@@ -19,15 +19,15 @@ odenet         one training iteration of the paper's MNIST ODE-Net (width 64,   
 latent         one training iteration of the latent-spiral task's latent ODE          torch_vs_torchdiffeq
                (its fast default), loss the negative ELBO
 mlp-normal     the same architecture with weights *and biases* N(0, 1/fan_in)         jax_cost, jax_fixed_cost
-               (numpy, seed 0), batch 512, t = [0, 1], loss sum(y(1)^2)
-               (jax_cost called it "mlp" until 2026-12-07)
+               (numpy, seed 0), batch 512, t = [0, 1], loss sum(y(1)^2): the
+               "mlp" of jax_cost's tables up to 2026-12-07
 mlp-wide       ``mlp-normal`` with weights N(0, 6.25/fan_in) (scale 2.5): a stiffer   jax_cost
                field that takes several times the steps
 cnf            the cnf task's dynamics with the exact trace, batch 512 of             jax_cost
                8gaussians, hidden 64, t = [0, 0.5], loss the mean NLL
 odenet-small   the mnist task's ODE block at width 16 on the stem's features of 8    jax_cost
-               digits, t = [0, 1], loss sum(y(1)^2) / batch (jax_cost called it
-               "odenet" until 2026-12-07)
+               digits, t = [0, 1], loss sum(y(1)^2) / batch: the "odenet" of
+               jax_cost's tables up to 2026-12-07
 =============  ====================================================================  ==========================
 
 ``mlp``..``latent`` are training problems for torch (``TORCH_PROBLEMS``: a loss through the
@@ -99,7 +99,6 @@ def torch_mlp(seed: int = SEED, dtype=None):
 def jax_mlp_params(seed: int = SEED, dtype=None) -> tuple:
     """(params, y0): the MLP's weights ((w, b) per layer, w of shape (out, in)) and start points."""
     import jax.numpy as jnp
-    import numpy as np
 
     dtype = dtype or jnp.float32
     rng = np.random.default_rng(seed)
@@ -258,17 +257,15 @@ class SolveProblem(NamedTuple):
 def _mlp_normal(scale: float) -> SolveProblem:
     import jax.numpy as jnp
 
-    rng = np.random.default_rng(0)
-    widths = [2, 64, 64, 2]
+    rng = np.random.default_rng(SEED)
+    widths = [STATE_DIM, HIDDEN, HIDDEN, STATE_DIM]
     params = tuple((jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o, i)), jnp.float32),
                     jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o,)), jnp.float32))
                    for i, o in zip(widths[:-1], widths[1:]))
-    y0 = jnp.asarray(rng.standard_normal((512, 2)), jnp.float32)
+    y0 = jnp.asarray(rng.standard_normal((BATCH, STATE_DIM)), jnp.float32)
 
-    def field(t, y, p):
-        (w1, b1), (w2, b2), (w3, b3) = p
-        h = jnp.tanh(y @ w1.T + b1)
-        return jnp.tanh(h @ w2.T + b2) @ w3.T + b3
+    def field(t, y, p):  # autonomous: the MLP of ``jax_mlp``
+        return jax_mlp(p, y)
 
     return SolveProblem(field, y0, params, (0.0, 1.0), lambda ys: jnp.sum(ys ** 2))
 
