@@ -123,3 +123,25 @@ def cycles(package_dir: Path, package_name: str) -> list[list[str]]:
         if node not in index:
             visit(node)
     return sorted(found)
+
+
+def foreign_imports(plugins_dir: Path) -> list[tuple[str, str]]:
+    """(importing module, imported module) for every import by one package under ``plugins_dir``
+    of a submodule of another package there, e.g. ``odebench_peers.torch_peers`` importing
+    ``odebench_torch.state``: a plugin reaching past another's public names (its package)."""
+    plugins_dir = Path(plugins_dir)
+    packages = {p.name for p in plugins_dir.iterdir() if (p / "__init__.py").is_file()}
+    found = []
+    for package in sorted(packages):
+        for name, path in module_names(plugins_dir / package, package).items():
+            is_package = path.name == "__init__.py"
+            for node in _import_nodes(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Import):
+                    targets = [alias.name for alias in node.names]
+                else:
+                    targets = [_resolve_from(name, is_package, node)]
+                for target in targets:
+                    top = target.split(".")[0]
+                    if top in packages and top != package and "." in target:
+                        found.append((name, target))
+    return sorted(set(found))

@@ -16,7 +16,7 @@ import torch
 from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError
 from odebench.solve import GradientBackend, SolveSetup, check_outputs
 from odebench.specs import SolveStats
-from odebench_torch.state import FlatState, check_finite, times_of
+from odebench_torch import FlatState, check_finite, times_of
 
 from .solvers import TORCHDIFFEQ, TORCHODE
 

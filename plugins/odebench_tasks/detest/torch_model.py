@@ -18,7 +18,7 @@ class DetestTorch(DetestProblem):
     framework = "torch"
 
     def __init__(self, options, *, device: str, dtype: str) -> None:
-        from odebench_torch.runtime import TorchRuntime
+        from odebench_torch import TorchRuntime
 
         super().__init__(options)
         self.device = device
@@ -28,7 +28,7 @@ class DetestTorch(DetestProblem):
         self.f = {p.name: functools.partial(_rhs, p.rhs) for p in self.problems}
 
     def timed_solve(self, odeint):
-        from odebench_torch.runtime import TorchRuntime
+        from odebench_torch import TorchRuntime
 
         out, nfe = {}, {}
         TorchRuntime.synchronize(self.device)
