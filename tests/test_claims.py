@@ -31,6 +31,13 @@ def test_memory_verdict_follows_its_rule(tmp_path):
         assert "3.0× while its peak grows" in text  # NFE 60 / 20
 
 
+def test_a_sweep_whose_nfe_barely_grow_is_not_judged(tmp_path):
+    rows = _cnf_rows(1.0)
+    rows = claims._nfe(rows[rows["rtol"] > 1e-6].assign(nfe_forward=lambda f: f["nfe_forward"].clip(upper=30)))
+    text = claims.memory_claim(rows, tmp_path).text
+    assert text.startswith("**cannot be judged from this sweep**") and "from tol 1e-3 to 1e-5" in text
+
+
 def test_readme_block_is_replaced_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n\n{claims.START}\nold\n{claims.END}\n\nafter\n")
