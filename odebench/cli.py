@@ -206,14 +206,19 @@ def _task_options(pairs) -> dict:
 @click.option("--resume", "resume", default=None, metavar="RUN_ID",
               help="Run the cells of run RUN_ID (in --out) that have no ok row, appending to its result file.")
 @click.option("--quiet", is_flag=True, help="No progress output (bars on a terminal, lines elsewhere).")
+@click.option("--dry-run", "dry_run", is_flag=True,
+              help="Check everything a run checks (names, options, tolerances, the task's data, executor, device) "
+                   "and print the planned cells; run and write nothing.")
 @plugin_option
 @click.pass_context
 def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batch_size, seed, device, dtype, out_dir,
-            csv, opts, solver_opts, run_id, executor, workers, timeout, threads, scheduler, resume, quiet, plugins):
+            csv, opts, solver_opts, run_id, executor, workers, timeout, threads, scheduler, resume, quiet, dry_run,
+            plugins):
     """Run a grid of cells (task x model x backend x solver x tolerance x seed); one result row per cell.
 
     A model without an ODE (e.g. mnist's resnet) runs once per framework and seed.  Exit 0 when
-    every cell is ok, 1 when some are not (their rows are kept), 2 on bad input (nothing ran)."""
+    every cell is ok, 1 when some are not (their rows are kept), 2 on bad input (nothing ran).
+    With --dry-run: exit 0 after printing the plan, 2 on bad input."""
     from .execution import ExecutorSettings
     from .runner import run_grid
     from .report import print_table
@@ -227,6 +232,9 @@ def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
         reg, config = _registry(plugins), _config(task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
                                                   batch_size, seed, device, dtype, out_dir, csv, opts, solver_opts, run_id)
     _check_devices(reg, config)
+    if dry_run:
+        _print_plan(config, reg, executor, settings, resume is not None)
+        return
     bars = _Progress(quiet)
     try:
         store = run_grid(config, reg, on_cell_start=bars.cell_start, on_cell_end=bars.cell_end,
@@ -247,7 +255,7 @@ def run_cmd(ctx, task, model, backend, solver, tol, rtol, atol, eval_tol, steps,
 
 
 # what --resume leaves to the command line; everything else comes from the run's grid
-RESUME_OPTIONS = {"out_dir", "executor", "workers", "timeout", "threads", "scheduler", "resume", "quiet"}
+RESUME_OPTIONS = {"out_dir", "executor", "workers", "timeout", "threads", "scheduler", "resume", "quiet", "dry_run"}
 
 
 def _resumed(ctx, run_id: str, out_dir: str):
@@ -259,11 +267,29 @@ def _resumed(ctx, run_id: str, out_dir: str):
     if given:
         flags = ", ".join(p.opts[0] for p in given)
         raise InvalidInputError(f"--resume takes the grid from run {run_id}; do not give {flags} with it "
-                                "(allowed: --out, --executor, --workers, --timeout, --threads, --scheduler, --quiet)")
+                                "(allowed: --out, --executor, --workers, --timeout, --threads, --scheduler, --quiet, --dry-run)")
     config, plugins, options = load_grid(out_dir, run_id)
     from .plugins import make_registry
 
     return make_registry(plugins, **options), config
+
+
+def _print_plan(config, reg, executor, settings, resume: bool) -> None:
+    """--dry-run: the checked plan, one line per cell that would run; nothing is created (an
+    output folder that exists must be a folder, one that does not is left to the run to make)."""
+    from pathlib import Path
+
+    from .runner import plan_run
+
+    out = Path(config.out_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"--out {out}: is an existing file, not a folder")
+    planned = plan_run(config, reg, executor, settings, resume)
+    done = len(planned.cells) - len(planned.todo)
+    click.echo(f"dry run: {len(planned.todo)} cell(s) to run" + (f" ({done} already ok)" if done else "")
+               + f" on executor {planned.executor}; results would go to {out / planned.run_id}.parquet")
+    for n, i in enumerate(planned.todo, 1):
+        click.echo(f"[{n}/{len(planned.todo)}] {planned.cells[i].label()}")
 
 
 def _config(task, model, backend, solver, tol, rtol, atol, eval_tol, steps, batch_size, seed, device, dtype, out_dir,

@@ -41,7 +41,7 @@ PROVENANCE = ["odebench_version", "python_version", "torch_version", "jax_versio
               "git_commit", "hostname", "cpu", "gpu"]
 REQUIRED_COLUMNS = IDENTITY + OUTCOME + ACCURACY + COST_NFE + COST_TIME + COST_MEMORY + MODEL + PROVENANCE
 
-# Extra columns odebench adds (documented in the README).
+# Extra columns odebench adds (documented in docs/result-file.md).
 EXTRA_COLUMNS = ["solver_options", "initial_loss", "baseline_metric", "nfe_forward_first", "nfe_forward_last",
                  "nfe_backward_last", "steps_accepted_backward", "steps_rejected_backward", "nfe_eval",
                  "time_eval_s", "eval_tolerances", "warmup_s", "probe_slowdown", "process_peak_rss_bytes",
@@ -161,10 +161,6 @@ class ResultStore:
         text = json.dumps(row, default=_json_value)
         _atomic_write(self.parts / name, lambda p: p.write_text(text))
 
-    def previous_rows(self) -> list[dict]:
-        """The rows already on disk for this run (for --resume); [] for a new run."""
-        return _run_rows(self.path)
-
     def consolidate(self) -> None:
         """Merge the fragments into the run's file (atomically), then remove them."""
         fragments = _fragments(self.parts)
@@ -212,6 +208,12 @@ def _run_rows(path: Path) -> list[dict]:
     rows += [json.loads(fragment.read_text()) for fragment in _fragments(fragments_dir(path))]
     latest = {cell_key(row): row for row in rows}
     return list(latest.values())
+
+
+def run_rows(out_dir, run_id: str) -> list[dict]:
+    """The rows run ``run_id`` has in ``out_dir`` so far (its file and any fragments), one per
+    cell; [] for a run that wrote none.  Reads only: nothing is created."""
+    return _run_rows(Path(out_dir) / f"{run_id}.parquet")
 
 
 def normalise(frame):
