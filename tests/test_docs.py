@@ -13,6 +13,8 @@ Examples, by kind:
   looked up. Every ``odebench`` command runs for real in the ``slow`` stage, page by page.
   Other programs are never run: ``NOT_RUN`` says why for each, and checks what can be checked
   cheaply (a make target exists, a ``python -m`` module is importable, a path exists).
+- A block preceded by ``<!-- exit 1: reason -->`` shows a run in which a cell fails on purpose:
+  its ``odebench run`` commands must exit 1 in the ``slow`` stage.
 - A block preceded by ``<!-- not-run: reason -->`` is only parsed (python: compiled; commands:
   parsed by the CLI), never run; such blocks must stay few, each with its reason.
 
@@ -54,6 +56,7 @@ class Block:
     lang: str
     code: str
     not_run: Optional[str]  # the reason given in a <!-- not-run: ... --> before the block
+    exit_code: int = 0  # what its commands exit with: <!-- exit 1: why --> before it (a cell that fails on purpose)
 
     @property
     def where(self) -> str:
@@ -72,8 +75,10 @@ def blocks(page: Path) -> list[Block]:
         end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
         before = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
         reason = re.match(r"^\s*<!--\s*not-run:\s*(.+?)\s*-->\s*$", before)
+        exit_code = re.match(r"^\s*<!--\s*exit (\d): .{10,}-->\s*$", before)
         code = "\n".join(line[indent:] for line in lines[start + 1:end])
-        found.append(Block(page, start + 1, fence.group(2), code, reason.group(1) if reason else None))
+        found.append(Block(page, start + 1, fence.group(2), code, reason.group(1) if reason else None,
+                           int(exit_code.group(1)) if exit_code else 0))
         i = end + 1
     return found
 
@@ -429,6 +434,7 @@ def test_odebench_commands_run(page, tmp_path):
             else command.argv[1:]
         out = subprocess.run([sys.executable, "-m", "odebench", *argv], cwd=tmp_path, env=env,
                              capture_output=True, text=True)
-        allowed = (2,) if command.error else (0, 1) if command.argv[1] == "compare" else (0,)
+        allowed = (2,) if command.error else (0, 1) if command.argv[1] == "compare" \
+            else (command.block.exit_code if command.argv[1] == "run" else 0,)
         assert out.returncode in allowed, f"{_id(command)}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
         assert command.error is None or command.error in out.stderr, out.stderr
