@@ -19,12 +19,11 @@ second table at equal NFE: dopri5's steps at a fixed step size (span / N) in bot
 (diffrax's Dopri5 under ConstantStepSize, odebench's dopri5 tableau without its error
 estimate), the same N steps backwards for the adjoints.
 
-odebench's counts leave the timed programs as outputs by default (``--counts returned``:
-``return_counts=True`` and a tally whose cotangent is the backward counts, see
-``odebench_jax/counts.py``), as diffrax's statistics do; the counts in the table are read from
-the timed program itself.  ``--counts callback`` times the default host callback instead (about
-0.23 ms more per solve), ``--counts off`` no counts at all (``export_counts=False``; counted in
-a separate run).
+odebench's counts leave the timed programs as data, the only way they leave a compiled
+program, as diffrax's statistics do (``--counts returned``, the default: ``return_counts=True``
+and a tally whose cotangent is the solve's counts, see ``odebench_jax/counts.py``); the counts
+in the table are read from the timed program itself.  ``--counts off`` times programs that
+return no counts (they are read from a separate, untimed run).
 
 The backward figures differ in kind between the backprop pair: odebench counts the evaluations
 it recomputes (7 per dopri5 step), diffrax's callback whatever its checkpointed re-runs
@@ -138,7 +137,7 @@ def build(name: str):
     return {"mlp": partial(_mlp, 1.0), "mlp-wide": partial(_mlp, 2.5), "cnf": _cnf, "odenet": _odenet}[name]()
 
 
-COUNT_MODES = ("returned", "callback", "off")
+COUNT_MODES = ("returned", "off")
 DISPATCH_MODES = ("async", "sync")
 
 
@@ -152,9 +151,9 @@ def set_dispatch(mode: str) -> None:
 class Method:
     """One side of a pair on one problem and tolerance: compiled programs, counts, timings.
 
-    ``counts`` is how odebench's counts leave the timed programs: "returned" (outputs, and the
-    tally's cotangent: ``return_counts=True, tally=...``), "callback" (the default host
-    callback) or "off" (``export_counts=False``; the counts then come from a separate run)."""
+    ``counts`` is whether odebench's timed programs return their counts: "returned" (outputs,
+    and the tally's cotangent: ``return_counts=True, tally=...``) or "off" (no counts; they come
+    from a separate run)."""
 
     def __init__(self, name: str, problem, tol: float, steps: int = 0, counts: str = "returned") -> None:
         import jax
@@ -178,7 +177,7 @@ class Method:
         return self.name.startswith("jax-") and self.counts == "returned"
 
     def _tally(self):
-        from odebench_jax.counts import tally
+        from odebench_jax import tally
 
         return tally()
 
@@ -201,7 +200,7 @@ class Method:
             if counts == "returned":
                 how.update(return_counts=True, tally=tally)
             out = odebench.backend(self.name).odeint(field, self.y0, jnp.asarray([t0, t1], jnp.float32), args,
-                                                      stats=self.stats, export_counts=counts != "off", **how)
+                                                      stats=self.stats, **how)
             ys, returned = out if counts == "returned" else (out, None)
             return jax_tree_last(ys), returned
         import diffrax
@@ -235,21 +234,16 @@ class Method:
 
     def _own_counts(self) -> tuple:
         """odebench's counters over one run of the value_and_grad (forward, backward): read from
-        the timed program's outputs when it returns them, else through the host callback."""
+        the timed program's outputs when it returns them, else from the same program returning
+        them, run apart."""
         import jax
-        from odebench_jax.counts import collect
+        from odebench_jax import collect
 
-        if self.returns_counts:
-            (_, counts), (_, tally_grad) = self.grad(self.args, self.tally)
-            stats = collect(None, counts, tally_grad)
-            return stats.nfe_forward, stats.nfe_backward
-        grad = self.grad if self.counts == "callback" else jax.jit(
-            jax.value_and_grad(partial(self.loss, field=self.field, counts="callback"), has_aux=True))
-        jax.effects_barrier()
-        self.stats.reset()
-        jax.block_until_ready(grad(self.args, self.tally))
-        jax.effects_barrier()
-        return self.stats.nfe_forward, self.stats.nfe_backward
+        grad = self.grad if self.returns_counts else jax.jit(jax.value_and_grad(
+            partial(self.loss, field=self.field, counts="returned"), argnums=(0, 1), has_aux=True))
+        (_, counts), (_, tally_grad) = grad(self.args, self.tally)
+        stats = collect(None, counts, tally_grad)
+        return stats.nfe_forward, stats.nfe_backward
 
     def measure_once(self) -> tuple:
         import jax
@@ -428,8 +422,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--fixed-steps", type=int, default=10,
                     help="also run every problem at this many fixed dopri5 steps, equal NFE for both libraries (0: not)")
     ap.add_argument("--counts", choices=COUNT_MODES, default="returned",
-                    help="how odebench's counts leave the timed programs: returned as outputs (default), "
-                         "the host callback, or not at all (counted in a separate run)")
+                    help="whether odebench's timed programs return their counts as outputs (default) or "
+                         "not (counted in a separate run)")
     ap.add_argument("--processes", type=_positive_int, default=3,
                     help="measure each cell in this many fresh processes, one after another, and pool their "
                          "repeats (a program's speed depends on its process: see merge_processes)")

@@ -1,5 +1,6 @@
 """Gradients of the jax backends checked against each other and finite differences; the
-seminorm's saving; counts leaving jit through the stats callback.  float64 throughout."""
+seminorm's saving; counts leaving jit as data (returned, and through a tally).  float64
+throughout."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 
-from odebench.errors import InvalidInputError  # noqa: E402
+from odebench.errors import InvalidInputError, NonFiniteStateError  # noqa: E402
 from odebench.plugins import make_registry  # noqa: E402
 from odebench.specs import SolveStats  # noqa: E402
+from odebench_jax import collect, tally  # noqa: E402
 
 REG = make_registry()
 
@@ -35,8 +37,8 @@ def mlp_params(dim=3, hidden=16, seed=0, scale=0.5):
 def _loss_fn(name, t, tol, stats=None, **kw):
     backend = REG.backend(name)
 
-    def loss(y0, params):
-        ys = backend.odeint(mlp, y0, t, params, solver="dopri5", rtol=tol, atol=tol, stats=stats, **kw)
+    def loss(y0, params, tl=None):
+        ys = backend.odeint(mlp, y0, t, params, solver="dopri5", rtol=tol, atol=tol, stats=stats, tally=tl, **kw)
         weights = jnp.linspace(0.5, 1.5, ys.size, dtype=ys.dtype).reshape(ys.shape)
         return jnp.sum(weights * ys) + jnp.sum(ys[-1] ** 2)  # every output time contributes
 
@@ -172,9 +174,12 @@ def test_adjoint_tolerances_can_be_set():
     assert loose.nfe_backward < tight.nfe_backward
 
 
-@pytest.mark.parametrize("argnums", [(1,), (0,)])  # the counts arrive whichever gradient is used (both: everywhere else)
+@pytest.mark.parametrize("argnums", [(1,), (0,)])  # whichever other gradient is taken (both: everywhere else)
 @pytest.mark.parametrize("name", ["jax-backprop", "jax-adjoint"])
-def test_counts_leave_jit_through_the_stats_callback(name, argnums):
+def test_counts_leave_jit_through_the_tally(name, argnums):
+    """Under jit, the tally's gradient holds the solve's counts, forward and backward, the same
+    as an eager call records, at every execution; nothing else leaves the program: the
+    ``stats`` it was traced with stay empty, and it has no host callback."""
     params = mlp_params(dim=2, hidden=8, seed=7)
     y0 = jnp.asarray([[0.3, -0.2], [0.1, 0.5]])
     t = jnp.asarray([0.0, 0.5, 1.0])
@@ -182,23 +187,20 @@ def test_counts_leave_jit_through_the_stats_callback(name, argnums):
     loss_e, _ = jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=eager), argnums=(0, 1))(y0, params)
     assert eager.nfe_forward > 0 and eager.steps_accepted > 0
 
+    traced_with = SolveStats()
+    step = jax.jit(jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=traced_with), argnums=argnums + (2,)))
+    assert "callback" not in step.lower(y0, params, tally()).as_text()
     stats = SolveStats()
-    step = jax.jit(jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=stats), argnums=argnums))
-    for i in range(1, 3):  # each execution adds one forward (and one backward) solve's counts
-        loss, _ = step(y0, params)
-        jax.block_until_ready(loss)
-        jax.effects_barrier()
+    for i in range(1, 3):  # each execution returns one forward and one backward solve's counts
+        loss, grads = step(y0, params, tally())
+        collect(stats, tally_grad=grads[-1])
         assert float(loss) == pytest.approx(float(loss_e), rel=1e-12)
-        assert stats.nfe_forward == i * eager.nfe_forward
-        assert stats.steps_accepted == i * eager.steps_accepted
-        assert stats.steps_rejected == i * eager.steps_rejected
-        assert stats.nfe_backward == i * eager.nfe_backward
-        assert stats.steps_accepted_backward == i * eager.steps_accepted_backward
+        assert stats.as_dict() == {k: i * v for k, v in eager.as_dict().items()}, (stats, eager)
     if name == "jax-backprop":
         assert eager.nfe_backward == 7 * eager.steps_accepted + 1 > 1 and stats.steps_accepted_backward == 0
     else:
         assert stats.nfe_backward > 0 and stats.steps_accepted_backward > 0
-    assert REG.backend(name).last_stats is stats
+    assert traced_with == SolveStats()
 
 
 def _backprop_temp_bytes(y0, params, max_steps):
@@ -238,16 +240,13 @@ def _segment_run(monkeypatch, rows, solver, tol, t, **options):
     backend = REG.backend("jax-backprop")
     params = mlp_params(seed=4)
     y0 = jnp.asarray(np.random.default_rng(5).normal(size=(4, 3)))
-    stats = SolveStats()
 
-    def loss(y0, params):
-        ys = backend.odeint(mlp, y0, t, params, solver=solver, rtol=tol, atol=tol, stats=stats,
-                            options=options or None)
+    def loss(y0, params, tl):
+        ys = backend.odeint(mlp, y0, t, params, solver=solver, rtol=tol, atol=tol, tally=tl, options=options or None)
         return jnp.sum(ys ** 2)
 
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(y0, params)
-    jax.effects_barrier()
-    return grads, stats
+    *grads, tally_grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(y0, params, tally())
+    return grads, collect(None, tally_grad=tally_grad)
 
 
 @pytest.mark.parametrize("wrap", ["adaptive", "fixed"])
@@ -320,7 +319,7 @@ def test_warm_backward_starts_with_the_forward_controllers_last_proposal():
 
 
 def test_counts_under_vmap_are_the_sum_of_the_single_solves():
-    """A vmapped solve reports every element's own counts (the callback sees the batch)."""
+    """A vmapped solve returns every element's own counts (a leading axis)."""
     params = mlp_params(dim=2, hidden=8, seed=9)
     y0s = jnp.asarray(np.random.default_rng(6).normal(size=(3, 1, 2)) * np.array([0.1, 1.0, 3.0])[:, None, None])
     t = jnp.asarray([0.0, 1.0])
@@ -331,11 +330,10 @@ def test_counts_under_vmap_are_the_sum_of_the_single_solves():
         backend.odeint(mlp, y0, t, params, rtol=1e-8, atol=1e-8, stats=stats)
         singles.append(stats.nfe_forward)
     assert len(set(singles)) > 1  # the elements really take different numbers of steps
-    stats = SolveStats()
-    solve = jax.jit(jax.vmap(lambda y: backend.odeint(mlp, y, t, params, rtol=1e-8, atol=1e-8, stats=stats)))
-    jax.block_until_ready(solve(y0s))
-    jax.effects_barrier()
-    assert stats.nfe_forward == sum(singles)
+    solve = jax.jit(jax.vmap(lambda y: backend.odeint(mlp, y, t, params, rtol=1e-8, atol=1e-8, return_counts=True)))
+    _, counts = solve(y0s)
+    assert np.asarray(counts.nfe_forward).tolist() == singles
+    assert collect(None, counts).nfe_forward == sum(singles)
 
 
 @pytest.mark.parametrize("name", ["jax-adjoint", "jax-backprop", "jax-adjoint-seminorm"])
@@ -371,25 +369,24 @@ def test_two_argument_dynamics_when_args_is_none():
 
 @pytest.mark.parametrize("name", ["jax-backprop", "jax-adjoint"])
 def test_forward_counts_arrive_under_grad_alone(name):
-    """Under jit(grad), the loss's value is dead code; the forward solve's counts still arrive
-    (their callback's result scales the solution, which the gradient needs)."""
+    """Under jit(grad), the loss's value is dead code; the forward solve's counts still arrive,
+    through the tally, with the backward's."""
     params = mlp_params(dim=2, hidden=8, seed=7)
     y0 = jnp.asarray([[0.3, -0.2], [0.1, 0.5]])
     t = jnp.asarray([0.0, 0.5, 1.0])
     eager = SolveStats()
     jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=eager), argnums=1)(y0, params)
-    stats = SolveStats()
-    jax.block_until_ready(jax.jit(jax.grad(_loss_fn(name, t, 1e-8, stats=stats), argnums=1))(y0, params))
-    jax.effects_barrier()
+    _, tally_grad = jax.jit(jax.grad(_loss_fn(name, t, 1e-8), argnums=(1, 2)))(y0, params, tally())
+    stats = collect(None, tally_grad=tally_grad)
     assert stats.nfe_forward == eager.nfe_forward > 0 and stats.nfe_backward == eager.nfe_backward > 0
 
 
 def _fixed_step_loss(options):
     backend = REG.backend("jax-backprop")
 
-    def loss(params):  # the times are built inside jit: traced, their step count unknown when tracing
+    def loss(params, tl=None):  # the times are built inside jit: traced, their step count unknown when tracing
         t = jnp.asarray([0.0, 0.5, 1.0])
-        ys = backend.odeint(mlp, jnp.ones((2, 3)), t, params, solver="rk4", options=options)
+        ys = backend.odeint(mlp, jnp.ones((2, 3)), t, params, solver="rk4", options=options, tally=tl)
         return jnp.sum(ys[-1] ** 2)
 
     return loss
@@ -409,45 +406,21 @@ def test_backprop_fixed_step_with_traced_times_keeps_a_bounded_tape():
 
 
 def test_backprop_fixed_step_with_traced_times_beyond_4096_steps():
-    """Beyond 4096 steps the solve fails as max_steps exceeded (NaN inside jit, with the error
-    named), and options={"max_steps": N} gives it the rows it needs."""
+    """Beyond 4096 steps the solve fails as max_steps exceeded (NaN inside jit; the tally says a
+    forward solve failed), and options={"max_steps": N} gives it the rows it needs."""
     params = mlp_params()
-    backend = REG.backend("jax-backprop")
-    with pytest.warns(RuntimeWarning, match="max_steps"):
-        g = jax.jit(jax.grad(_fixed_step_loss({"step_size": 1e-4})))(params)
-        jax.effects_barrier()
-    assert np.isnan(np.asarray(g["W1"])).all() and "max_steps" in str(backend.last_error)
+    g, tally_grad = jax.jit(jax.grad(_fixed_step_loss({"step_size": 1e-4}), argnums=(0, 1)))(params, tally())
+    assert np.isnan(np.asarray(g["W1"])).all()
+    with pytest.raises(NonFiniteStateError, match="1 forward solve"):
+        collect(None, tally_grad=tally_grad)
     g = jax.jit(jax.grad(_fixed_step_loss({"step_size": 1e-4, "max_steps": 20_000})))(params)
     ref = jax.grad(_fixed_step_loss({"step_size": 1e-4}))(params)
     assert _rel(g["W1"], ref["W1"]) <= 1e-10
 
 
-@pytest.mark.parametrize("name", ["jax-adjoint", "jax-backprop"])
-def test_export_counts_false_leaves_the_callback_out(name):
-    """export_counts=False: no host callback in the compiled program, no counts recorded under
-    jit, the same value and gradients; an eager call still records its counts."""
-    y0, params = jnp.asarray([[0.5, -0.2, 0.1]]), mlp_params()
-    t = jnp.asarray([0.0, 0.5, 1.0])
-    grads = {}
-    for export in (True, False):
-        stats = SolveStats()
-        step = jax.jit(jax.value_and_grad(_loss_fn(name, t, 1e-8, stats=stats, export_counts=export),
-                                          argnums=(0, 1)))
-        hlo = step.lower(y0, params).as_text()
-        assert ("callback" in hlo) == export
-        grads[export] = step(y0, params)
-        jax.effects_barrier()
-        assert (stats.nfe_forward > 0 and stats.nfe_backward > 0) == export, stats
-    (v1, (gy1, gp1)), (v0, (gy0, gp0)) = grads[True], grads[False]
-    assert float(v0) == float(v1) and np.array_equal(np.asarray(gy0), np.asarray(gy1))
-    for k in params:
-        assert np.array_equal(np.asarray(gp0[k]), np.asarray(gp1[k])), k
-    eager = SolveStats()
-    REG.backend(name).odeint(mlp, y0, t, params, rtol=1e-8, atol=1e-8, stats=eager, export_counts=False)
-    assert eager.nfe_forward > 0
-
-
-def test_export_counts_must_be_a_bool():
-    with pytest.raises(InvalidInputError, match="export_counts must be True or False"):
+def test_the_callback_export_is_gone():
+    """Counts leave a program only as data: the keyword of the removed host-callback export is
+    refused like any unknown one."""
+    with pytest.raises(InvalidInputError, match="unexpected keyword.*export_counts"):
         REG.backend("jax-adjoint").odeint(mlp, jnp.ones((1, 3)), jnp.asarray([0.0, 1.0]), mlp_params(),
-                                          export_counts="no")
+                                          export_counts=False)

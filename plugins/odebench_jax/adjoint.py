@@ -12,9 +12,9 @@ from jax import lax
 from odebench.solve import WARM, adjoint_norm_slices
 from odebench.specs import SolveStats
 
-from .base import JaxBackend, Outlet, Problem, after, args_cotangent, is_inexact, report_counts
+from .base import JaxBackend, Problem, args_cotangent, is_inexact
 from .config import OK, SolveConfig, numbers
-from .counts import BACKWARD_FIELDS, tally_cotangent
+from .counts import BACKWARD_FIELDS, record_concrete, tally_cotangent
 from .dtypes import control_dtype
 from .loop import integrate, integrate_jit
 from .pullback import choose, pull_back
@@ -135,7 +135,7 @@ class AdjointBackend(JaxBackend):
         super()._check_method_kwargs({k: v for k, v in kwargs.items()
                                       if k not in ("adjoint_rtol", "adjoint_atol", "adjoint_options")})
 
-    def _run(self, problem: Problem, stats: SolveStats, outlet: Outlet, adjoint_rtol=None, adjoint_atol=None,
+    def _run(self, problem: Problem, stats: SolveStats, tally, adjoint_rtol=None, adjoint_atol=None,
              adjoint_options=None):
         adj = problem.setup.adjoint(adjoint_rtol, adjoint_atol, adjoint_options)
         f = problem.f
@@ -155,16 +155,14 @@ class AdjointBackend(JaxBackend):
 
         def solve_fwd(y0, args, times, nums, a_nums, tally):
             out = integrate_jit(f, cfg, y0, args, times, nums)
-            return out, (out[0], out[3][2], args, times, nums, a_nums, tally)
+            return out, (out[0], out[3][2], (out[1], out[2]), args, times, nums, a_nums, tally)
 
         def solve_bwd(res, cts):
-            ys, h_forward, args, times, nums, a_nums, tally = res
+            ys, h_forward, forward, args, times, nums, a_nums, tally = res
             ct_ys = cts[0]
             grad_y0, g, counts, status, info = _adjoint_backward_jit(aug, cfg_adj, ys, ct_ys, args, times, a_nums,
                                                                      h_forward)
-            token = report_counts(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"],
-                            outlet.export)
-            grad_y0, g = after(token, grad_y0), after(token, g)  # whichever gradient is used, the count arrives
+            record_concrete(backend, stats, BACKWARD_FIELDS, counts, status, info, adj.options["max_steps"])
             arg_leaves = treedef.flatten_up_to(args)
             grads, offset = [], 0
             for i in diff:
@@ -172,7 +170,7 @@ class AdjointBackend(JaxBackend):
                 grads.append(g[offset:offset + size])
                 offset += size
             return (grad_y0, args_cotangent(treedef, arg_leaves, diff, grads), jnp.zeros_like(times),
-                    jnp.zeros_like(nums), jnp.zeros_like(a_nums), tally_cotangent(counts, status, tally))
+                    jnp.zeros_like(nums), jnp.zeros_like(a_nums), tally_cotangent(forward, (counts, status), tally))
 
         solve.defvjp(solve_fwd, solve_bwd)
-        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, a_nums, outlet.tally_input())
+        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, a_nums, tally)

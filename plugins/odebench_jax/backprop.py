@@ -13,11 +13,11 @@ from odebench.solve import StagePlan, stage_plan
 from odebench.solve.options import FIXED_DEFAULTS
 from odebench.specs import SolveStats
 
-from .base import JaxBackend, Outlet, Problem, after, args_cotangent, is_inexact, report_counts
+from .base import JaxBackend, Problem, args_cotangent, is_inexact
 from .carry import pack, unpack, zero_carry
 from .config import OK, SolveConfig
 from .controller import fixed_step_count, make_attempt
-from .counts import BACKWARD_FIELDS, tally_cotangent
+from .counts import BACKWARD_FIELDS, record_concrete, tally_cotangent
 from .dtypes import control_dtype
 from .loop import integrate_jit, make_advance
 from .pullback import choose, pull_back
@@ -222,7 +222,7 @@ class BackpropBackend(JaxBackend):
     method = "backprop"
     max_steps_default = BACKPROP_MAX_STEPS
 
-    def _run(self, problem: Problem, stats: SolveStats, outlet: Outlet):
+    def _run(self, problem: Problem, stats: SolveStats, tally):
         f = problem.f
         cfg = problem.config("while")
         length, options = _tape_length(problem)
@@ -237,26 +237,25 @@ class BackpropBackend(JaxBackend):
 
         def solve_fwd(y0, args, times, nums, tally):
             ys, counts, status, info, taped = integrate_jit(f, cfg_rec, y0, args, times, nums)
-            return (ys, counts, status, info), (taped, counts[1], status, args, times, nums, tally)
+            return (ys, counts, status, info), (taped, counts, status, args, times, nums, tally)
 
         def solve_bwd(res, cts):
-            taped, n_steps, status, args, times, nums, tally = res
+            taped, forward, status, args, times, nums, tally = res
             arg_leaves = treedef.flatten_up_to(args)
-            grad_y0, grad_params, nfe = _backprop_backward_jit(f, cfg_rec, treedef, diff, taped, n_steps, cts[0],
+            grad_y0, grad_params, nfe = _backprop_backward_jit(f, cfg_rec, treedef, diff, taped, forward[1], cts[0],
                                                                list(arg_leaves), times, nums)
             failed = status != OK  # the forward returned NaN; so do the gradients
             grad_y0 = jnp.where(failed, jnp.nan, grad_y0)
             grad_params = [jnp.where(failed, jnp.nan, g) for g in grad_params]
-            counts = jnp.stack([nfe, jnp.zeros_like(n_steps), jnp.zeros_like(n_steps)])
+            counts = jnp.stack([nfe, jnp.zeros_like(nfe), jnp.zeros_like(nfe)])
             ok = jnp.asarray(OK, jnp.int32)
-            token = report_counts(backend, stats, BACKWARD_FIELDS, counts, ok, jnp.zeros(3, problem.cdt),
-                            cfg_rec.opts["max_steps"], outlet.export)
-            grad_params = [after(token, g) for g in grad_params]  # whichever gradient is used, the count arrives
-            return (after(token, grad_y0), args_cotangent(treedef, arg_leaves, diff, grad_params),
-                    jnp.zeros_like(times), jnp.zeros_like(nums), tally_cotangent(counts, ok, tally))
+            record_concrete(backend, stats, BACKWARD_FIELDS, counts, ok, jnp.zeros(3, problem.cdt),
+                            cfg_rec.opts["max_steps"])
+            return (grad_y0, args_cotangent(treedef, arg_leaves, diff, grad_params), jnp.zeros_like(times),
+                    jnp.zeros_like(nums), tally_cotangent((forward, status), (counts, ok), tally))
 
         solve.defvjp(solve_fwd, solve_bwd)
-        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, outlet.tally_input())
+        return solve(problem.y0_flat, problem.args, problem.times, problem.nums, tally)
 
 
 def _tape_length(problem: Problem):

@@ -1,21 +1,21 @@
-"""Counts as data: a traced solve's counters returned by the program, with no host callback.
+"""Counts as data: what a solve counted (evaluations, steps, how it ended), as arrays of the program.
 
-The default export (``report.py``) takes the counts out of a jitted program through a host
-callback, which costs about 0.23 ms per solve on CPU: a program with a callback runs on
-JAX's Python dispatch path (README, "cost per evaluation").  diffrax returns its statistics
-as outputs of the solve instead; this is that path for odebench, with the backward counts too:
+A compiled program cannot write to a Python object, so its counts leave the way diffrax's
+``sol.stats`` do, as values the program computes (no host callback):
 
-    ys, counts = backend.odeint(func, y0, t, args, return_counts=True, tally=tl)
+* ``odeint(..., return_counts=True)`` returns ``(ys, SolveCounts)``: the forward counts, the
+  status and where a failed solve stopped.  For programs that only solve (an evaluation).
+* ``odeint(..., tally=tl)``, with ``tl = tally()`` an input of the differentiated function:
+  the cotangent of ``tl`` is the counts of the solve, forward and backward (``TALLY_FIELDS``).
+  Differentiate with respect to ``tl`` too and its "gradient" holds them.  Cotangents add up,
+  so one tally shared by several solves, by the elements of a ``vmap`` (the tally unbatched)
+  or by the iterations of a ``scan`` gets their sum, whatever transformation the solves sit
+  in.  A solve the gradient does not pass through (its result unused, or under
+  ``stop_gradient``) is not differentiated, so its tally receives nothing.
 
-``counts`` (a :class:`SolveCounts`, arrays of the program) holds the forward counts and the
-forward status.  ``tl`` (``tally()``: zeros of shape (4,)) is an input whose cotangent is the
-backward pass's counts, ``TALLY_FIELDS``: differentiate the loss with respect to it too and
-its "gradient" is [nfe_backward, steps_accepted_backward, steps_rejected_backward, failed
-backward solves].  Cotangents add up, so one tally shared by several solves (or by the
-elements of a ``vmap``, the tally unbatched) gets their sum.  The values are exact integers
-below 2**24 in float32 (float64: 2**53).  :func:`collect` adds both (one SolveCounts or a list
-of them) to a SolveStats on the host and raises the error of a failed solve, as an eager call
-would.
+:func:`collect` adds either, or both, to a SolveStats on the host and raises the odebench
+error of a failed solve.  The values are exact integers below 2**24 in float32 (2**53 in
+float64).  An eager call adds its counts to ``stats`` itself (:func:`record_concrete`).
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ from odebench.solve import error_for
 from odebench.specs import SolveStats
 
 from .config import OK
+from .state import is_tracer
 
 FORWARD_FIELDS = ("nfe_forward", "steps_accepted", "steps_rejected")
 BACKWARD_FIELDS = ("nfe_backward", "steps_accepted_backward", "steps_rejected_backward")
-TALLY_FIELDS = BACKWARD_FIELDS + ("failed_backward",)
+TALLY_FIELDS = FORWARD_FIELDS + ("failed_forward",) + BACKWARD_FIELDS + ("failed_backward",)
+
+
+class Uncounted(SolveStats):
+    """Counters a backend may leave unfilled.  A backend that counts with a host callback per
+    evaluation (``callback_counts``: the JAX peers) leaves its callbacks out of a program built
+    with these stats; the trainer times such programs and counts in an untimed rerun."""
 
 
 @jax.tree_util.register_pytree_node_class
@@ -65,52 +72,68 @@ class SolveCounts:
 
 
 def tally(dtype=jnp.float32):
-    """A fresh tally: the input whose cotangent receives the backward counts."""
+    """A fresh tally: the input whose cotangent receives a differentiated solve's counts."""
     return jnp.zeros(len(TALLY_FIELDS), dtype)
 
 
 def check_tally(value) -> None:
-    """A one-line error for anything but a float array of shape (4,)."""
+    """A one-line error for anything but a float array of the tally's shape."""
     shape, dtype = np.shape(value), jnp.result_type(value)
     if shape != (len(TALLY_FIELDS),) or not jnp.issubdtype(dtype, jnp.floating):
         raise InvalidInputError(f"tally must be a float array of shape ({len(TALLY_FIELDS)},) such as "
-                                f"odebench_jax.counts.tally(), got {dtype} of shape {shape}")
+                                f"odebench_jax.tally(), got {dtype} of shape {shape}")
 
 
-def tally_cotangent(counts, status, like):
-    """The backward counts and whether the backward failed, as the tally's cotangent."""
-    failed = (jnp.asarray(status) != OK).astype(like.dtype)
-    return jnp.concatenate([jnp.asarray(counts).astype(like.dtype), failed[None]])
+def tally_cotangent(forward, backward, like):
+    """The tally's cotangent from a solve's ``forward`` and ``backward`` (counts, status) pairs:
+    the counts, and 1 for a half that failed, in ``TALLY_FIELDS`` order."""
+    parts = []
+    for counts, status in (forward, backward):
+        parts += [jnp.asarray(counts).astype(like.dtype), (jnp.asarray(status) != OK).astype(like.dtype)[None]]
+    return jnp.concatenate(parts)
 
 
 def collect(stats: Optional[SolveStats] = None, counts=None, tally_grad=None) -> SolveStats:
-    """Add returned counts (a SolveCounts, or any pytree of them, e.g. a list from several
-    solves; vmap axes summed) and a tally's gradient to ``stats`` (a new SolveStats by default)
-    and return it; raise the odebench error of the first failed solve."""
+    """Add a program's counts to ``stats`` (a new SolveStats by default) and return it; raise the
+    odebench error of the first failed solve.
+
+    ``counts``: a SolveCounts, or any pytree of them (a list from several solves; vmap axes
+    summed).  ``tally_grad``: a tally's gradient.  A tally holds the forward counts of the
+    solves it was passed to, so given both, the forward counts are the tally's and the
+    SolveCounts only name a failure (their status and where it happened)."""
     stats = stats if stats is not None else SolveStats()
-    error = None
-    for one in jax.tree_util.tree_leaves(counts, is_leaf=lambda x: isinstance(x, SolveCounts)):
-        if not isinstance(one, SolveCounts):
-            raise InvalidInputError(f"collect takes SolveCounts (from odeint(..., return_counts=True)), "
-                                    f"got {type(one).__name__}")
-        found = _add_forward(stats, one)
-        error = found if error is None else error
-    if tally_grad is not None:
+    returned = _solve_counts(counts)
+    if tally_grad is None:
+        for one in returned:
+            _add(stats, FORWARD_FIELDS, [int(np.sum(np.asarray(getattr(one, f)))) for f in FORWARD_FIELDS])
+    else:
         values = np.rint(np.asarray(tally_grad, dtype=np.float64)).astype(np.int64).tolist()
-        for name, value in zip(BACKWARD_FIELDS, values):
-            setattr(stats, name, getattr(stats, name) + value)
-        if error is None and values[3]:
-            error = NonFiniteStateError(f"{values[3]} backward solve(s) failed (their gradients are NaN); "
-                                        "an eager call or export_counts=True names the cause")
+        _add(stats, FORWARD_FIELDS, values[0:3])
+        _add(stats, BACKWARD_FIELDS, values[4:7])
+    error = next((e for e in map(_failure, returned) if e is not None), None)
+    if error is None and tally_grad is not None:
+        error = _tally_failure(values)
     if error is not None:
         raise error
     return stats
 
 
-def _add_forward(stats: SolveStats, counts: SolveCounts):
-    """Add one SolveCounts to stats; the error of its first failed element, or None."""
-    for name in FORWARD_FIELDS:
-        setattr(stats, name, getattr(stats, name) + int(np.sum(np.asarray(getattr(counts, name)))))
+def _solve_counts(counts) -> list:
+    found = jax.tree_util.tree_leaves(counts, is_leaf=lambda x: isinstance(x, SolveCounts))
+    for one in found:
+        if not isinstance(one, SolveCounts):
+            raise InvalidInputError(f"collect takes SolveCounts (from odeint(..., return_counts=True)), "
+                                    f"got {type(one).__name__}")
+    return found
+
+
+def _add(stats: SolveStats, fields, values) -> None:
+    for name, value in zip(fields, values):
+        setattr(stats, name, getattr(stats, name) + int(value))
+
+
+def _failure(counts: SolveCounts):
+    """The error of the first failed element of one SolveCounts, or None."""
     status = np.reshape(np.asarray(counts.status), (-1,))
     info = np.reshape(np.asarray(counts.info), (-1, 3))
     failed = np.flatnonzero(status != OK)
@@ -120,9 +143,48 @@ def _add_forward(stats: SolveStats, counts: SolveCounts):
     return error_for(int(status[i]), *info[i].tolist(), max_steps=counts.max_steps)
 
 
+def _tally_failure(values):
+    """A tally only counts failed solves; an eager call or return_counts=True names the cause."""
+    for index, half in ((3, "forward"), (7, "backward")):
+        if values[index]:
+            return NonFiniteStateError(f"{values[index]} {half} solve(s) failed (their values are NaN); an eager "
+                                       "call, or return_counts=True, names the cause")
+    return None
+
+
+def record_concrete(backend, stats: SolveStats, fields, counts, status, info, max_steps: int) -> None:
+    """Add the counts of a solve that ran eagerly (the values are known now) to ``stats`` and
+    raise its failure; a traced solve's counts are not known until its program runs, and are
+    left to ``return_counts`` / ``tally``.  (Inside an eager ``jax.grad`` a value is a tracer
+    whose primal is concrete: it is read through it.)"""
+    values = [_concrete(x) for x in (counts, status, info)]
+    if any(v is None for v in values):
+        return
+    counts, status, info = (np.reshape(v, s) for v, s in zip(values, ((-1, 3), (-1,), (-1, 3))))
+    _add(stats, fields, counts.sum(axis=0).tolist())
+    backend.last_stats = stats
+    failed = np.flatnonzero(status != OK)
+    if failed.size:
+        i = int(failed[0])
+        backend.last_error = error_for(int(round(status[i])), *info[i].tolist(), max_steps=max_steps)
+        raise backend.last_error
+
+
+def _concrete(x) -> Optional[np.ndarray]:
+    """x's value when it is known now (eager, or an eager grad's primal), else None (traced)."""
+    if not is_tracer(x):
+        return np.asarray(x)
+    try:
+        flat = jnp.reshape(jax.lax.stop_gradient(x), (-1,))  # a float output's tangent hides its value
+        return np.asarray([float(flat[i]) for i in range(flat.shape[0])]).reshape(x.shape)
+    except Exception:  # a jit/vmap tracer: its value exists only when the program runs
+        return None
+
+
 def warn_traced_failure(backend, err: Exception, stacklevel: int = 3) -> None:
-    """How a failure found inside jit is reported (nothing can raise there): the error in
-    ``backend.last_error`` and a RuntimeWarning naming it."""
+    """How a failure found inside jit is reported where counts are collected for a harness
+    (nothing could raise in the program): the error in ``backend.last_error`` and a
+    RuntimeWarning naming it."""
     backend.last_error = err
     warnings.warn(f"{backend.name}: {err} (inside jit the solution is returned as NaN)", RuntimeWarning,
                   stacklevel=stacklevel)

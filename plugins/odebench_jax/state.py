@@ -1,24 +1,28 @@
 """Presenting a solve's inputs to the JAX integrator (in Python, before anything is traced):
 times in the control dtype, the state (an array or a tuple of arrays) as one flat vector.
 
-The checks and their messages are odebench.solve's, shared with torch.
+:func:`check_inputs` is the front door of every JAX solve, odebench's backends' and the
+peers' (diffrax, jax.experimental.ode) alike.  The checks and their messages are
+odebench.solve's, shared with torch.
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from odebench.errors import InvalidInputError
+from odebench.errors import InvalidInputError, NonFiniteStateError
 from odebench.solve import check_outputs, check_state, check_times, slices_of
 
 
 def is_tracer(x) -> bool:
+    """Whether x is traced (its value is not known yet).  ``jax.core.Tracer`` is one of the
+    names jax.core still exports on purpose (jax 0.10 removed its internals from there)."""
     return isinstance(x, jax.core.Tracer)
 
 
@@ -186,3 +190,37 @@ def check_function(func: Callable, layout: Layout, args) -> None:
                                 f"calling it raised TypeError: {exc}") from None
     check_outputs(out, layout.shapes, dtype, layout.is_tuple, lambda o: hasattr(o, "shape") and hasattr(o, "dtype"),
                   kind="array")
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """An odeint call's inputs after the checks: ``func(t, y, args)`` with the traced arrays it
+    closed over moved into ``args``; y0 in the user's layout (``y0``) and flat (``y0_flat``);
+    the times in the control dtype, and as floats when they are concrete (else None)."""
+
+    func: Callable
+    args: Any
+    layout: Layout
+    y0: Any
+    y0_flat: Any
+    times: Any
+    times_list: Optional[list]
+
+
+def check_inputs(func: Callable, y0, t, args, cdt) -> Inputs:
+    """Check an odeint call's inputs and present them to an integrator; bad input raises
+    InvalidInputError (NonFiniteStateError for nan/inf in a concrete y0) before anything is
+    traced.  ``func(t, y)`` is accepted when args is None."""
+    times, times_list = times_of(t, cdt)
+    layout, parts = make_state(y0)
+    if not callable(func):
+        raise InvalidInputError(f"func must be callable as func(t, y, args), got {type(func).__name__}")
+    if args is None and takes_two_arguments(func):
+        func = TwoArgs(func)
+    check_function(func, layout, args)
+    state = tuple(parts) if layout.is_tuple else parts[0]
+    func, args = hoist_closure(func, jnp.zeros((), parts[0].dtype), state, args)
+    y0_flat = layout.flatten(parts)
+    if not is_tracer(y0_flat) and not bool(np.all(np.isfinite(np.asarray(y0_flat)))):
+        raise NonFiniteStateError("non-finite value (nan/inf) in y0")
+    return Inputs(func, args, layout, state, y0_flat, times, times_list)

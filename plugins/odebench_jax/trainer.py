@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from odebench.protocols import BoundOdeint, StepResult
 from odebench.specs import SolveStats
 
-from .counts import tally
-from .step_counts import jitted_returning, returns_counts, settle
+from .counting import settle, tallied_value_and_grad
+from .counts import Uncounted, tally
 
 
 def block(value: Any) -> Any:
@@ -37,25 +37,28 @@ def _timing_odeint(odeint: Optional[BoundOdeint]) -> tuple:
     return odeint.with_stats(stats), stats
 
 
-class Uncounted(SolveStats):
-    """Counters a backend may leave unfilled.  A backend that counts with a host callback per
-    evaluation (``callback_counts = True``: the JAX peers; about 145 us a callback inside a
-    value_and_grad on this CPU, against a CNF evaluation of a few hundred) skips its callbacks
-    for it: the trainer times programs built with it and counts in an untimed rerun."""
+def counting_of(odeint: Optional[BoundOdeint]) -> str:
+    """How the trainer gets a backend's counts, from what the backend declares
+    (``odebench.solve.GradientBackend``): "data" (returned by the programs, added after the
+    clock), "callback" (callbacks left out of the timed programs, counted in an untimed rerun),
+    "inside" (whatever the backend does in its programs; waited for), or "none" (no ODE)."""
+    if odeint is None:
+        return "none"
+    if odeint.backend.returns_counts:
+        return "data"
+    return "callback" if odeint.backend.callback_counts else "inside"
 
 
 class Programs(NamedTuple):
     """One cell's compiled programs for one batch signature.  ``count_loss`` / ``count_grad``:
-    the same programs with the counting callbacks, run after the clock (None when the backend
-    counts inside the timed programs).  ``returning``: loss and grad take a tally too and
-    return the counts (``step_counts.py``)."""
+    the same programs with the counting callbacks, run after the clock (None unless the backend
+    counts by callbacks)."""
 
     loss: Any
     grad: Any
     update: Any
     count_loss: Any = None
     count_grad: Any = None
-    returning: bool = False
 
 
 def _jitted(loss_fn: Callable, odeint) -> tuple:
@@ -108,6 +111,10 @@ class JaxTrainer:
     Three programs are compiled once per cell, ahead of time, on the first step:
     ``loss`` (forward alone), ``value_and_grad(loss)`` and the optax update; five for a backend
     that counts by callbacks (the first two again with the callbacks, run after the clock).
+    With odebench's own backends (``returns_counts``) the value-and-grad also differentiates
+    with respect to a tally, whose gradient is the step's counts (``counting.py``): a solve the
+    loss makes inside a ``vmap`` or ``scan`` of its own is counted too, and a solve the gradient
+    does not pass through (under ``stop_gradient``) is not.
 
     Measurement (architecture.md section 4):
 
@@ -117,12 +124,12 @@ class JaxTrainer:
       value_and_grad; **backward time = value_and_grad time - forward time** (clamped at 0),
       each clock read after ``block_until_ready``.  The optimizer update is not timed
       (torch's optimizer.step() is not either);
-    * counters: the forward-only run counts into a SolveStats of its own (``timing_stats``,
-      see _timing_odeint), so the harness's SolveStats holds exactly one forward and one
-      backward per step; ``jax.effects_barrier()`` makes sure every count has arrived before
-      step() returns.  With odebench's own backends on a task that sets
-      ``counts_as_outputs`` the two timed programs return the counts instead of calling back
-      (``step_counts.py``), and they are added after the clock.
+    * counters: the harness's SolveStats holds exactly one forward and one backward per step,
+      those of the value-and-grad.  odebench's backends return them from the timed program
+      (the tally's gradient), added after the clock.  Other backends count inside their
+      programs: the forward-only run counts into a SolveStats of its own (``timing_stats``,
+      see _timing_odeint), and ``jax.effects_barrier()`` makes sure every count has arrived
+      before step() returns.
     * memory: see the module doc (``xla_temp_bytes`` of the value-and-grad program on CPU,
       the device's ``peak_bytes_in_use`` on GPU), read on the probed iterations.
     """
@@ -138,28 +145,31 @@ class JaxTrainer:
         self.params = jax.device_put(problem.model, self.jax_device)
         self.opt_state = self.optimizer.init(self.params)
 
-        loss_fn = getattr(problem, "loss_fn", None) or _loss_fn_from_protocol(problem)
-        forward_odeint, self.timing_stats = _timing_odeint(odeint)
-        self.count_apart = odeint is not None and odeint.backend.callback_counts
-
         def update(grads, opt_state, params):
             updates, opt_state = self.optimizer.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state
 
-        self.returning = returns_counts(problem, odeint)  # counts as outputs, no callback timed
+        self.counting = counting_of(odeint)
         self._tally = jax.device_put(tally(), self.jax_device)
-        if self.returning:
-            self._jit_loss, self._jit_grad = jitted_returning(loss_fn, odeint)
-        else:
-            self._jit_loss, _ = _jitted(loss_fn, forward_odeint)
-            _, self._jit_grad = _jitted(loss_fn, odeint)
-        self._jit_count = None
-        if self.count_apart:  # time callback-free programs; the counting ones run after the clock
-            self._jit_count = (self._jit_loss, self._jit_grad)
-            self._jit_loss, self._jit_grad = _jitted(loss_fn, odeint.with_stats(Uncounted()))
+        self._build(getattr(problem, "loss_fn", None) or _loss_fn_from_protocol(problem))
         self._jit_update = jax.jit(update)
         self._compiled: dict = {}  # signature of (params, batch) -> (loss, grad, update) programs
         self.temp_bytes: Optional[int] = None
+
+    def _build(self, loss_fn: Callable) -> None:
+        """The jitted programs (not compiled yet) for the way this backend counts."""
+        odeint = self.odeint
+        forward_odeint, self.timing_stats = _timing_odeint(odeint)
+        self._jit_count = None
+        if self.counting == "data":  # the forward program counts nothing; the grad's tally does
+            self._jit_loss, _ = _jitted(loss_fn, odeint)
+            self._jit_grad = tallied_value_and_grad(loss_fn, odeint)
+        elif self.counting == "callback":  # time callback-free programs; the counting ones run after the clock
+            self._jit_loss, self._jit_grad = _jitted(loss_fn, odeint.with_stats(Uncounted()))
+            self._jit_count = (_jitted(loss_fn, forward_odeint)[0], _jitted(loss_fn, odeint)[1])
+        else:
+            self._jit_loss, _ = _jitted(loss_fn, forward_odeint)
+            _, self._jit_grad = _jitted(loss_fn, odeint)
 
     def n_params(self) -> int:
         return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(self.problem.model)))
@@ -171,17 +181,17 @@ class JaxTrainer:
         if key in self._compiled:
             return self._compiled[key], None
         t0 = time.perf_counter()
-        operands = (self.params, batch, self._tally) if self.returning else (self.params, batch)
-        loss_c = self._jit_loss.lower(*operands).compile()
-        grad_c = self._jit_grad.lower(*operands).compile()
-        grads_info = grad_c.out_info[1][0] if self.returning else grad_c.out_info[1]
+        tallied = self.counting == "data"
+        loss_c = self._jit_loss.lower(self.params, batch).compile()
+        grad_c = self._jit_grad.lower(self.params, batch, *((self._tally,) if tallied else ())).compile()
+        grads_info = grad_c.out_info[1][0] if tallied else grad_c.out_info[1]
         update_c = self._jit_update.lower(grads_info, self.opt_state, self.params).compile()
         counting = [f.lower(self.params, batch).compile() for f in self._jit_count or ()]
         compile_s = time.perf_counter() - t0
         analysis = grad_c.memory_analysis()
         if analysis is not None:
             self.temp_bytes = int(analysis.temp_size_in_bytes)
-        programs = Programs(loss_c, grad_c, update_c, *(counting or (None, None)), returning=self.returning)
+        programs = Programs(loss_c, grad_c, update_c, *(counting or (None, None)))
         self._compiled[key] = programs
         return programs, compile_s
 
@@ -210,32 +220,27 @@ class JaxTrainer:
         if self.timing_stats is not None:
             self.timing_stats.reset()
         before = self.odeint.stats.nfe_forward if self.odeint is not None else 0  # earlier counts have all arrived
-
-        if programs.returning:
-            t0, t1, t2, value, grads = self._returning_step(programs, batch)
-            return self._finish(value, grads, programs, t0, t1, t2, compile_s, probe_memory)
+        tally_in = (self._tally,) if self.counting == "data" else ()
         t0 = time.perf_counter()
         block(programs.loss(self.params, batch))
         t1 = time.perf_counter()
-        value, grads = block(programs.grad(self.params, batch))
+        out = block(programs.grad(self.params, batch, *tally_in))
         t2 = time.perf_counter()
+        value, grads = self._count(programs, batch, out, before)
+        return self._finish(value, grads, programs, t0, t1, t2, compile_s, probe_memory)
+
+    def _count(self, programs: Programs, batch, out, before: int) -> tuple:
+        """The step's counts added to the cell's SolveStats, after the clock: (value, grads)."""
+        if self.counting == "data":
+            value, (grads, tally_grad) = out
+            settle(self.odeint.backend, self.odeint.stats, tally_grad=tally_grad)
+            return value, grads
         if programs.count_grad is not None:  # the same work again, off the clock, to count it
             block(programs.count_loss(self.params, batch))
             block(programs.count_grad(self.params, batch))
         jax.effects_barrier()  # every count callback has reached the SolveStats
         self._split_counts(before)
-        return self._finish(value, grads, programs, t0, t1, t2, compile_s, probe_memory)
-
-    def _returning_step(self, programs: Programs, batch) -> tuple:
-        """The timed runs of programs that return their counts; the counts settled after the clock."""
-        t0 = time.perf_counter()
-        _, forward_counts = block(programs.loss(self.params, batch, self._tally))
-        t1 = time.perf_counter()
-        (value, counts), (grads, tally_grad) = block(programs.grad(self.params, batch, self._tally))
-        t2 = time.perf_counter()
-        settle(self.odeint.backend, self.timing_stats, forward_counts)
-        settle(self.odeint.backend, self.odeint.stats, counts, tally_grad)
-        return t0, t1, t2, value, grads
+        return out
 
     def _finish(self, value, grads, programs: Programs, t0, t1, t2, compile_s, probe_memory) -> StepResult:
         """The optimizer update (untimed) and the step's result."""
@@ -248,15 +253,14 @@ class JaxTrainer:
 
     def forward_loss(self, batch) -> float:
         """The loss of the cell's compiled forward program at the current parameters (untimed;
-        its counts go to ``timing_stats``)."""
+        a backend that counts inside its programs counts it into ``timing_stats``)."""
         batch = jax.device_put(batch, self.jax_device)
         programs, _ = self._programs(batch)
-        if programs.returning:
-            return float(programs.loss(self.params, batch, self._tally)[0])
         return float(programs.loss(self.params, batch))
 
     def evaluate(self, odeint: Optional[BoundOdeint]) -> float:
-        """The task's metric with the current parameters (no gradients are taken)."""
+        """The task's metric with the current parameters (no gradients are taken).  A task
+        compiles its evaluation with ``odebench_jax.counted_jit``, which adds the counts."""
         value = float(self.problem.evaluate(odeint))
         jax.effects_barrier()
         return value

@@ -21,7 +21,7 @@ from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateErro
 from odebench.solve import GradientBackend, SolveSetup
 from odebench.specs import SolveStats
 from odebench_jax.dtypes import control_dtype
-from odebench_jax.trainer import Uncounted
+from odebench_jax import Uncounted
 from odebench_jax.state import TwoArgs, check_function, hoist_closure, is_tracer, make_state, takes_two_arguments, times_of
 
 from .solvers import DIFFRAX, JAX_ODE

@@ -17,7 +17,7 @@ d unit vectors through the linear map (``jax.linearize`` + ``vmap``: d Jacobian-
 products, one per dimension, like torch's d vector-Jacobian products); ``hutchinson`` is
 eps^T (J eps) with one eps per solve.  Training losses are differentiated through the trace.
 
-The problem is functional (see :class:`odebench_jax.runtime.JaxTrainer` for the interface):
+The problem is functional (see :class:`odebench_jax.trainer.JaxTrainer` for the interface):
 ``model`` is the parameter pytree -- a dict whose keys are the torch module's state_dict keys,
 weights stored (out, in) as in torch -- and ``loss_fn(params, batch, odeint)`` is pure, so the
 trainer jits it once per cell with params and batch as arguments.  A batch is a dict: ``x``
@@ -161,8 +161,6 @@ def _jax_device(device: str):
 class CNFProblem:
     """One cell of the ``cnf`` task in jax (TaskProblem with functional params; see module doc)."""
 
-    counts_as_outputs = True  # loss_fn calls odeint at its top level (odebench_jax.step_counts)
-
     framework = "jax"
 
     def __init__(self, options: CNFOptions, *, seed: int, device: str, dtype: str) -> None:
@@ -217,10 +215,13 @@ class CNFProblem:
         return self.loss_fn(self.model, batch, odeint)
 
     def _eval_program(self, odeint: Callable):
-        """log_density with the exact trace, jitted once per odeint (its counters are closed over)."""
+        """log_density with the exact trace, jitted once per odeint; its solves counted into
+        ``odeint.stats`` after each call (odebench_jax.counted_jit)."""
+        from odebench_jax import counted_jit
+
         key = id(odeint)
         if key not in self._eval_programs:
-            fn = jax.jit(lambda params, x: self.log_density(params, x, odeint, self.exact_dynamics))
+            fn = counted_jit(lambda params, x, odeint: self.log_density(params, x, odeint, self.exact_dynamics), odeint)
             self._eval_programs[key] = (odeint, fn)  # keep odeint alive so its id stays unique
         return self._eval_programs[key][1]
 
@@ -228,7 +229,6 @@ class CNFProblem:
         fn = self._eval_program(odeint)
         parts = [np.asarray(fn(self.model, self._put(x[i:i + chunk])), dtype=np.float64)
                  for i in range(0, x.shape[0], chunk)]
-        jax.effects_barrier()  # the counters of every solve have arrived
         return np.concatenate(parts)
 
     def evaluate(self, odeint: Callable) -> float:

@@ -5,9 +5,9 @@ Each problem's solve is jitted with the cell's odeint closed over and compiled a
 the timed steps (another SolveStats) reuse it, because each program counts into a SolveStats of
 its own that is added to the caller's after the run.  odebench's own backends
 (``returns_counts``) return the counts as outputs of the program (``return_counts=True``), so
-no host callback is timed.  A backend that counts by a host callback per evaluation
-(``callback_counts``: the JAX peers) is timed by a program without them and counted by a second
-run off the clock, as the JAX trainer does.
+no host callback is timed; a failed solve raises when they are collected.  A backend that
+counts by a host callback per evaluation (``callback_counts``: the JAX peers) is timed by a
+program without them and counted by a second run off the clock, as the JAX trainer does.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class DetestJax(DetestProblem):
         self._programs: dict = {}
 
     def _compile(self, name: str, odeint) -> Program:
-        from odebench_jax.trainer import Uncounted
+        from odebench_jax import Uncounted
 
         f, t, counts = self.f[name], self.t, SolveStats()
 
@@ -80,16 +80,13 @@ class DetestJax(DetestProblem):
         return programs, time.perf_counter() - t0
 
     def timed_solve(self, odeint):
-        from odebench_jax.counts import collect
+        from odebench_jax import collect
 
         programs, compile_s = self._programs_for(odeint)
-        backend = odeint.backend
         out, nfe, seconds = {}, {}, 0.0
         for p in self.problems:
             program = programs[p.name]
             program.counts.reset()
-            if hasattr(backend, "last_error"):
-                backend.last_error = None  # a failure inside jit is reported here, not raised
             t0 = time.perf_counter()
             out[p.name] = jax.block_until_ready(program.timed(self.y0[p.name]))
             seconds += time.perf_counter() - t0
@@ -99,8 +96,6 @@ class DetestJax(DetestProblem):
             if program.count is not None:
                 jax.block_until_ready(program.count(self.y0[p.name]))
             jax.effects_barrier()  # every count has reached program.counts
-            if getattr(backend, "last_error", None) is not None:
-                raise backend.last_error
             for field, value in program.counts.as_dict().items():
                 setattr(odeint.stats, field, getattr(odeint.stats, field) + value)
             nfe[p.name] = program.counts.nfe_forward

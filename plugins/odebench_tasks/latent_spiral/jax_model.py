@@ -1,6 +1,6 @@
 """The ``latent-spiral`` task in JAX: the functions of :mod:`.jax_nets` on one cell's spirals.
 
-Functional (see odebench_jax.runtime.JaxTrainer): ``model`` is the parameter dict (the torch
+Functional (see odebench_jax.trainer.JaxTrainer): ``model`` is the parameter dict (the torch
 modules' state_dict keys and layouts, the same numpy initial values) and ``loss_fn(params,
 batch, odeint)`` is pure, so the trainer jits it once per cell.
 """
@@ -18,7 +18,6 @@ from .task import SpiralData
 
 class SpiralProblem:
     framework = "jax"
-    counts_as_outputs = True  # loss_fn calls odeint at its top level (odebench_jax.step_counts)
 
     def __init__(self, options, *, seed: int, device: str, dtype: str, model: str) -> None:
         from odebench_jax.runtime import JaxRuntime, jax_device
@@ -51,22 +50,24 @@ class SpiralProblem:
         return self.loss_fn(self.model, batch, odeint)
 
     def _predictor(self, odeint):
-        """The model's predictions on the test spirals, jitted once per odeint (its counters
-        are closed over)."""
+        """The model's predictions on the test spirals, jitted once per odeint; its solves counted
+        into ``odeint.stats`` after each call (odebench_jax.counted_jit)."""
+        from odebench_jax import counted_jit
+
         key = id(odeint)
         if key not in self._predict:
             extrap_times = self._put(self.data.test.extrap_times)
             if self.name == "rnn":
                 fn = jax.jit(lambda params, x, t: nets.rnn_predict(params, x, t, extrap_times))
             else:
-                fn = jax.jit(lambda params, x, t: nets.latent_ode_predict(params, x, t, self.eval_times, odeint))
+                fn = counted_jit(lambda params, x, t, odeint: nets.latent_ode_predict(params, x, t, self.eval_times,
+                                                                                      odeint), odeint)
             self._predict[key] = (odeint, fn)  # keep odeint alive so its id stays unique
         return self._predict[key][1]
 
     def evaluate(self, odeint) -> float:
         test = self.data.test
         out = self._predictor(odeint)(self.model, self._put(test.x_obs), self._put(test.obs_times))
-        jax.effects_barrier()  # every solve's counts have arrived
         if self.name == "rnn":
             return self.data.score(np.asarray(out[0]), np.asarray(out[1]))
         pred = np.asarray(out)

@@ -1,6 +1,6 @@
 """The ``mnist`` task in JAX: the functions of :mod:`.jax_nets` on one cell's data.
 
-The problem is functional (see odebench_jax.runtime.JaxTrainer): ``model`` is the parameter
+The problem is functional (see odebench_jax.trainer.JaxTrainer): ``model`` is the parameter
 dict (the torch modules' state_dict keys, torch's layouts, the same numpy initial values) and
 ``loss_fn(params, batch, odeint)`` is pure, so the trainer jits it once per cell.
 """
@@ -24,7 +24,6 @@ def cross_entropy(logits, labels):
 
 class MNISTProblem:
     framework = "jax"
-    counts_as_outputs = True  # loss_fn calls odeint at its top level (odebench_jax.step_counts)
 
     def __init__(self, options, *, seed: int, device: str, dtype: str, model: str) -> None:
         from odebench_jax.runtime import JaxRuntime, jax_device
@@ -51,17 +50,19 @@ class MNISTProblem:
         return self.loss_fn(self.model, batch, odeint)
 
     def _predictor(self, odeint):
-        """argmax of the logits, jitted once per odeint (its counters are closed over)."""
+        """argmax of the logits, jitted once per odeint; its solves counted into ``odeint.stats``
+        after each call (odebench_jax.counted_jit)."""
+        from odebench_jax import counted_jit
+
         key = id(odeint)
         if key not in self._predict:
-            fn = jax.jit(lambda params, x: jnp.argmax(apply(self.name, params, x, odeint), axis=1))
+            fn = counted_jit(lambda params, x, odeint: jnp.argmax(apply(self.name, params, x, odeint), axis=1), odeint)
             self._predict[key] = (odeint, fn)  # keep odeint alive so its id stays unique
         return self._predict[key][1]
 
     def evaluate(self, odeint) -> float:
         predict = self._predictor(odeint)
         wrong = sum(int(np.sum(np.asarray(predict(self.model, self._put(x))) != y)) for x, y in self.data.test_chunks())
-        jax.effects_barrier()  # every solve's counts have arrived
         return self.data.error_pct(wrong)
 
     def extras(self) -> dict:
