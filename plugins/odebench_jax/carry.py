@@ -38,7 +38,8 @@ def counted(c: Carry, attempts=0, nfe=0, accepted=0, rejected=0):
     """c's counters advanced in one vector addition.  Why one vector: each counter updated on its
     own is a kernel of its own at the start of every step, and more than eight kernels ready at
     once make XLA:CPU's thunk executor hand half of them to its thread pool, which costs a
-    thread wake-up (10-40 us on this machine) per step (README, item 15)."""
+    thread wake-up (10-40 us on the development machine) per step: measured in
+    docs/measurements/jax-vs-diffrax.md, "XLA:CPU's thread hand-offs"."""
     return c.counters + jnp.stack([i32(x) for x in (attempts, nfe, accepted, rejected)])
 
 

@@ -39,7 +39,8 @@ def _weighted_sum(ks, coeffs, h, dtype):
 def rk_step(f, plan: StagePlan, t, y, f0, h, args, unroll: bool = False):
     """One RK step from (t, y) with first stage f0: returns (y_new, stages); the stages stacked
     [s, n] (``unroll``: a list).  Stacked, the interpolation takes them as one array: as a list
-    of slices, each slice was a kernel of its own after every step (README, item 15).
+    of slices, each slice was a kernel of its own after every step, and a step with many small
+    kernels pays XLA:CPU's thread hand-offs (see ``carry.counted``).
 
     The stages are computed in a ``lax.scan`` over the rows of A, so ``func`` is traced once
     per step whatever the number of stages: compile time does not grow with it (DOP853 with

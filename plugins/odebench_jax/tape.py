@@ -14,7 +14,7 @@ class Tape(NamedTuple):
     """Row i: the state before accepted step i, its t, h and end time, and the outputs it
     produced, indices [k_lo, k_hi) (none when equal).  Rows at and after the number of accepted
     steps are scratch.  The scalars are kept as two small matrices, so a step writes its row in
-    three updates instead of six (README, item 15)."""
+    three updates instead of six: fewer kernels per step (why that matters: ``carry.counted``)."""
 
     y: jax.Array  # [L, n]
     times: jax.Array  # [L, 3]: t, h, t_end
