@@ -1,12 +1,15 @@
 """diffrax and jax.experimental.ode as odebench backends: odebench's front door (the checks, the
-closure conversion, the counters) around the library's own solve.
+closure conversion, the counters; ``odebench_jax``'s public names) around the library's own solve.
 
 Evaluations are counted at the dynamics by a host callback.  A callback cannot tell a forward
 evaluation from one the library's backward pass makes, so a peer reports every evaluation of
 a program as forward (``separate_counts = False``); the JAX trainer, which also runs the
 forward alone each step, then splits them: backward = value_and_grad's count - forward's.
-A callback costs time inside the program (about 145 us on this CPU), so the trainer times
-programs without them (stats ``Uncounted``) and counts in an untimed rerun of the same step.
+A callback costs time inside the program (about 145 us on the development machine), so the
+trainer times programs without them (stats ``Uncounted``) and counts in an untimed rerun of the
+same step.  These are capabilities the peers declare (``callback_counts``, ``separate_counts``
+on odebench.solve's GradientBackend).  odebench's own JAX backends need none of this: they
+return their counts from the program as data.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import numpy as np
 from odebench.errors import InvalidInputError, MaxStepsError, NonFiniteStateError
 from odebench.solve import GradientBackend, SolveSetup
 from odebench.specs import SolveStats
-from odebench_jax.dtypes import control_dtype
-from odebench_jax import Uncounted
-from odebench_jax.state import TwoArgs, check_function, hoist_closure, is_tracer, make_state, takes_two_arguments, times_of
+from odebench_jax import Uncounted, check_inputs, control_dtype, is_tracer
 
 from .solvers import DIFFRAX, JAX_ODE
 
@@ -52,20 +53,11 @@ class JaxPeer(GradientBackend):
     def _odeint(self, func, y0, t, args, setup: SolveSetup, stats: SolveStats, **method_kwargs):
         if method_kwargs:
             raise InvalidInputError(f"{self.name}.odeint got unexpected keyword(s) {', '.join(sorted(method_kwargs))}")
-        times, times_list = times_of(t, control_dtype())
-        layout, parts = make_state(y0)
-        if not callable(func):
-            raise InvalidInputError(f"func must be callable as func(t, y, args), got {type(func).__name__}")
-        if args is None and takes_two_arguments(func):
-            func = TwoArgs(func)
-        check_function(func, layout, args)
-        y0 = tuple(parts) if layout.is_tuple else parts[0]
-        if not is_tracer(layout.flatten(parts)) and not bool(np.all(np.isfinite(np.asarray(layout.flatten(parts))))):
-            raise NonFiniteStateError("non-finite value (nan/inf) in y0")
-        func, args = hoist_closure(func, jnp.zeros((), parts[0].dtype), y0, args)
-        counted = func if isinstance(stats, Uncounted) else _counted(func, stats)
-        ys, failure = self._solve(counted, y0, times.astype(parts[0].dtype), args, setup, stats)
-        self._raise_if_failed(failure, ys, times_list, setup)
+        inputs = check_inputs(func, y0, t, args, control_dtype())
+        counted = inputs.func if isinstance(stats, Uncounted) else _counted(inputs.func, stats)
+        times = inputs.times.astype(inputs.layout.dtype)
+        ys, failure = self._solve(counted, inputs.y0, times, inputs.args, setup, stats)
+        self._raise_if_failed(failure, ys, inputs.times_list, setup)
         return ys
 
     def _raise_if_failed(self, failure, ys, times_list, setup: SolveSetup) -> None:
