@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -75,36 +76,101 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, taped
     differentiated.  Step sizes are constants (step-size control is not differentiated, as in
     torch).  Returns (dL/dy0, [dL/d leaf for each index in diff], the evaluations recomputed).
     """
-    plan = stage_plan(cfg.tableau)
-    dtype = ct_ys.dtype
-    params = [arg_leaves[i] for i in diff]
     tape, checkpoints = taped
-    times = jnp.asarray(times, tape.t.dtype)
-    fsal = plan.fsal
-
-    def args_with(p, leaves=arg_leaves):
-        full = list(leaves)
-        for i, leaf in zip(diff, p):
-            full[i] = leaf
-        return treedef.unflatten(full)
-
-    def evaluation_pullback(batched, y, p, leaves, t, cotangent):
-        """One evaluation's pullback (dL/dy, dL/dparams): it also decides how the steps' are
-        computed.  (Everything it uses is an operand: ``choose`` compiles it on its own.)"""
-        _, vjp = jax.vjp(lambda y, p: f(t.astype(dtype), y, args_with(p, leaves)), y, p)
-        return pull_back(vjp, cotangent, batched)
-
-    batched = choose(("evaluation", f, treedef, diff), evaluation_pullback, tape.y[0], params, list(arg_leaves),
+    plan = stage_plan(cfg.tableau)
+    params = [arg_leaves[i] for i in diff]
+    evaluation = partial(_evaluation_pullback, f, treedef, diff, ct_ys.dtype)
+    batched = choose(("evaluation", f, treedef, diff), evaluation, tape.y[0], params, list(arg_leaves),
                      tape.t[0], ct_ys[0])
+    n = jnp.asarray(n_steps, jnp.int32)
+    reverse = _Reverse(f, cfg, plan, treedef, diff, arg_leaves, params, jnp.asarray(times, tape.t.dtype), nums,
+                       ct_ys, batched, checkpoints, n, jnp.maximum(n - 1, 0) // tape.t.shape[0])
+    zeros = jnp.zeros_like(ct_ys[0])
+    g0 = jax.tree_util.tree_map(jnp.zeros_like, params)
+    start = (reverse.last, tape, zeros, g0, jnp.asarray(0, jnp.int32), zeros)
+    _, tape, a, g, nfe, ct_first = lax.while_loop(lambda c: c[0] >= 0, reverse.segment_back, start)
+    if plan.fsal:  # the first step's f(t0, y0), once (its row sliced outside the cond, which would copy the tape)
+        took = n > 0
+        y_first, t_first = tape.y[0], tape.t[0]
+        da, dp = lax.cond(took, lambda: evaluation(batched, y_first, params, arg_leaves, t_first, ct_first),
+                          lambda: (zeros, g0))
+        a, g, nfe = a + da, jax.tree_util.tree_map(jnp.add, g, dp), nfe + took.astype(jnp.int32)
+    return a + ct_ys[0], g, nfe
 
-    g, to_state, to_flat = _step_function(f)
 
-    def step_pullback(tape, i, cotangents, with_end_slope):
+def _args_with(treedef, diff: tuple, leaves, p):
+    """func's args from all its leaves, the differentiated ones (at ``diff``) replaced by ``p``."""
+    full = list(leaves)
+    for i, leaf in zip(diff, p):
+        full[i] = leaf
+    return treedef.unflatten(full)
+
+
+def _evaluation_pullback(f, treedef, diff: tuple, dtype, batched, y, p, leaves, t, cotangent):
+    """One evaluation's pullback (dL/dy, dL/dparams): it also decides how the steps' are
+    computed.  (Everything it uses is an operand: ``choose`` compiles it on its own.)"""
+    _, vjp = jax.vjp(lambda y, p: f(t.astype(dtype), y, _args_with(treedef, diff, leaves, p)), y, p)
+    return pull_back(vjp, cotangent, batched)
+
+
+@dataclass(frozen=True, eq=False)
+class _Reverse:
+    """What every step of one reverse pass shares, fixed while ``backprop_backward`` traces:
+    the dynamics, the stage plan, func's args (``params``: the differentiated leaves), the
+    output times and their cotangents, how pullbacks are computed (``batched``), the tape's
+    segment checkpoints, the number of accepted steps ``n`` and the ``last`` segment."""
+
+    f: Callable
+    cfg: SolveConfig
+    plan: StagePlan
+    treedef: Any
+    diff: tuple
+    arg_leaves: Any
+    params: list
+    times: Any
+    nums: Any
+    ct_ys: Any
+    batched: bool
+    checkpoints: Any
+    n: Any
+    last: Any
+
+    def segment_back(self, c):
+        """One segment, its last step to its first (taped again first unless it is the last)."""
+        segment, tape, a, g, nfe, ct_last = c
+        args = self.treedef.unflatten(list(self.arg_leaves))
+        tape, retaped = _retape(self.f, self.cfg, self.checkpoints, segment, self.last, tape, args, self.times,
+                                self.nums)
+        rows = tape.times.shape[0]  # (not tape.t: a slice, traced into the loop for nothing)
+        first = segment * rows
+        inner = (jnp.minimum(self.n, first + rows) - 1, a, g, nfe + retaped, ct_last)
+        _, a, g, nfe, ct_last = lax.while_loop(lambda c: c[0] >= first, partial(self.step_back, tape, first), inner)
+        return segment - 1, tape, a, g, nfe, ct_last
+
+    def step_back(self, tape, first, c):
+        """Step i (tape row i - first): its outputs' cotangents gathered, then pulled back."""
+        plan = self.plan
+        i, a, g, nfe, ct_last = c
+        r = i - first
+        ct_y, ct_new, ct_ks, ct_f = _output_cotangents(plan, tape, r, self.times, self.ct_ys, tape.h[r])
+        cotangents = (a + ct_new, ct_ks.at[-1].add(ct_last), ct_f)  # FSAL: the next step's f(t, y)
+        if plan.needs_end_slope:  # f(t + h, y_new) only where the step interpolated
+            slope = jnp.any(ct_f != 0)
+            da, df0, dp = lax.cond(slope, lambda: self.step_pullback(tape, r, cotangents, True),
+                                   lambda: self.step_pullback(tape, r, cotangents, False))
+            nfe = nfe + slope.astype(jnp.int32)
+        else:
+            da, df0, dp = self.step_pullback(tape, r, cotangents, False)
+        return i - 1, da + ct_y, jax.tree_util.tree_map(jnp.add, g, dp), nfe + len(plan.c), df0
+
+    def step_pullback(self, tape, i, cotangents, with_end_slope):
         """(dL/dy, dL/df(t, y) (zero unless FSAL), dL/dparams) of the step on tape row i."""
+        plan, dtype, params = self.plan, self.ct_ys.dtype, self.params
+        g, to_state, to_flat = _step_function(self.f)
         t, h = tape.t[i], tape.h[i]
 
         def step(y, f0, p):
-            args = args_with(p)
+            args = _args_with(self.treedef, self.diff, self.arg_leaves, p)
             f0 = g(t.astype(dtype), y, args) if f0 is None else f0
             y_new, ks = rk_step(g, plan, t, y, f0, h, args, unroll=True)
             f_new = g((t + h).astype(dtype), y_new, args) if with_end_slope else jax.tree_util.tree_map(
@@ -114,55 +180,14 @@ def backprop_backward(f: Callable, cfg: SolveConfig, treedef, diff: tuple, taped
         a, ct_ks, ct_f = cotangents
         cotangents = (to_state(a), tuple(to_state(ct_ks[j]) for j in range(len(plan.c))), to_state(ct_f))
         y = to_state(tape.y[i])
-        if fsal:  # f(t, y) evaluated, not differentiated: its cotangent is returned
-            _, vjp = jax.vjp(step, y, g(t.astype(dtype), y, args_with(params)), params)
-            da, df0, dp = pull_back(vjp, cotangents, batched)
+        if plan.fsal:  # f(t, y) evaluated, not differentiated: its cotangent is returned
+            f0 = g(t.astype(dtype), y, _args_with(self.treedef, self.diff, self.arg_leaves, params))
+            _, vjp = jax.vjp(step, y, f0, params)
+            da, df0, dp = pull_back(vjp, cotangents, self.batched)
             return to_flat(da), to_flat(df0), dp
         _, vjp = jax.vjp(lambda y, p: step(y, None, p), y, params)
-        da, dp = pull_back(vjp, cotangents, batched)
+        da, dp = pull_back(vjp, cotangents, self.batched)
         return to_flat(da), jnp.zeros_like(tape.y[i]), dp
-
-    per_step = len(plan.c)
-    rows = tape.t.shape[0]
-
-    def step_back(tape, first, c):
-        """Step i (tape row i - first), last to first."""
-        i, a, g, nfe, ct_last = c
-        r = i - first
-        ct_y, ct_new, ct_ks, ct_f = _output_cotangents(plan, tape, r, times, ct_ys, tape.h[r])
-        cotangents = (a + ct_new, ct_ks.at[-1].add(ct_last), ct_f)  # FSAL: the next step's f(t, y)
-        if plan.needs_end_slope:  # f(t + h, y_new) only where the step interpolated
-            slope = jnp.any(ct_f != 0)
-            da, df0, dp = lax.cond(slope, lambda: step_pullback(tape, r, cotangents, True),
-                                   lambda: step_pullback(tape, r, cotangents, False))
-            nfe = nfe + slope.astype(jnp.int32)
-        else:
-            da, df0, dp = step_pullback(tape, r, cotangents, False)
-        return i - 1, da + ct_y, jax.tree_util.tree_map(jnp.add, g, dp), nfe + per_step, df0
-
-    n = jnp.asarray(n_steps, jnp.int32)
-    last = jnp.maximum(n - 1, 0) // rows
-    args = treedef.unflatten(list(arg_leaves))
-
-    def segment_back(c):
-        segment, tape, a, g, nfe, ct_last = c
-        tape, retaped = _retape(f, cfg, checkpoints, segment, last, tape, args, times, nums)
-        first = segment * rows
-        inner = (jnp.minimum(n, first + rows) - 1, a, g, nfe + retaped, ct_last)
-        _, a, g, nfe, ct_last = lax.while_loop(lambda c: c[0] >= first, partial(step_back, tape, first), inner)
-        return segment - 1, tape, a, g, nfe, ct_last
-
-    zeros = jnp.zeros_like(ct_ys[0])
-    g0 = jax.tree_util.tree_map(jnp.zeros_like, params)
-    start = (last, tape, zeros, g0, jnp.asarray(0, jnp.int32), zeros)
-    _, tape, a, g, nfe, ct_first = lax.while_loop(lambda c: c[0] >= 0, segment_back, start)
-    if fsal:  # the first step's f(t0, y0), once (its row sliced outside the cond, which would copy the tape)
-        took = n > 0
-        y_first, t_first = tape.y[0], tape.t[0]
-        da, dp = lax.cond(took, lambda: evaluation_pullback(batched, y_first, params, arg_leaves, t_first, ct_first),
-                          lambda: (zeros, g0))
-        a, g, nfe = a + da, jax.tree_util.tree_map(jnp.add, g, dp), nfe + took.astype(jnp.int32)
-    return a + ct_ys[0], g, nfe
 
 
 def _step_function(f):
