@@ -101,7 +101,10 @@ class BoundOdeint:
 
     Called as ``odeint(func, y0, t, *args, **kwargs)``.  ``with_stats(other)`` gives the same
     solve counting into another SolveStats (a trainer's untimed or timing-only runs must not
-    add to the cell's counts).
+    add to the cell's counts).  ``backend`` is an ``odebench.solve.GradientBackend``: how its
+    counts reach ``stats`` from a compiled program is what it declares there
+    (``returns_counts``, ``callback_counts``, ``separate_counts``), which a trainer or a task
+    reads instead of probing for it.
     """
 
     backend: Any

@@ -115,8 +115,9 @@ class JaxRuntime:
 
     @staticmethod
     def synchronize(device: str, value: Any = None) -> None:
-        """Wait for ``value`` (any pytree of arrays) and for pending host callbacks (the NFE
-        counters).  jax dispatches asynchronously, so a clock is read only after this."""
+        """Wait for ``value`` (any pytree of arrays) and for pending host callbacks (a backend
+        that counts by callbacks: the JAX peers).  jax dispatches asynchronously, so a clock is
+        read only after this."""
         if value is not None:
             jax.block_until_ready(value)
         jax.effects_barrier()
