@@ -52,16 +52,17 @@ def test_torch_and_jax_agree_with_many_outputs(solver):
 
 
 def _jax_grads(name, solver, tol):
-    backend, stats = odebench.backend(name), SolveStats()
+    from odebench_jax import collect, tally
+
+    backend = odebench.backend(name)
     params = {k: jnp.asarray(v) for k, v in W.items()}
 
-    def loss(y, p):
-        ys = backend.odeint(jax_mlp, y, jnp.asarray(T50), p, solver=solver, rtol=tol, atol=tol, stats=stats)
+    def loss(y, p, tl):
+        ys = backend.odeint(jax_mlp, y, jnp.asarray(T50), p, solver=solver, rtol=tol, atol=tol, tally=tl)
         return jnp.sum(ys * LOSS_WEIGHTS)
 
-    gy, gp = jax.jit(jax.grad(loss, argnums=(0, 1)))(jnp.asarray(Y0), params)
-    jax.effects_barrier()
-    return [np.asarray(gy)] + [np.asarray(gp[k]) for k in W], stats
+    gy, gp, tally_grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(jnp.asarray(Y0), params, tally())
+    return [np.asarray(gy)] + [np.asarray(gp[k]) for k in W], collect(SolveStats(), tally_grad=tally_grad)
 
 
 @pytest.mark.parametrize("solver,tol", [("dopri5", 1e-8), ("bosh3", 1e-6), ("adaptive_heun", 1e-4)],

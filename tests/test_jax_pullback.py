@@ -9,7 +9,7 @@ jnp = jax.numpy
 
 import odebench  # noqa: E402
 from odebench.specs import SolveStats  # noqa: E402
-from odebench_jax import pullback  # noqa: E402
+from odebench_jax import collect, pullback, tally  # noqa: E402
 
 
 def _mlp(batch: int, hidden: int, seed: int = 0):
@@ -29,15 +29,14 @@ def _grads(name: str, mode: str, monkeypatch):
     monkeypatch.setattr(pullback, "MODE", mode)
     jax.clear_caches()
     field, y0, params = _mlp(64, 32)
-    stats = SolveStats()
     t = jnp.asarray([0.0, 0.5, 1.0], jnp.float32)
 
-    def loss(p, y):
-        ys = odebench.backend(name).odeint(field, y, t, p, solver="dopri5", rtol=1e-5, atol=1e-5, stats=stats)
+    def loss(p, y, tl):
+        ys = odebench.backend(name).odeint(field, y, t, p, solver="dopri5", rtol=1e-5, atol=1e-5, tally=tl)
         return jnp.sum(ys[-1] ** 2) + jnp.sum(ys[1])
 
-    value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(params, y0)
-    jax.effects_barrier()
+    value, (*grads, tally_grad) = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, y0, tally())
+    stats = collect(SolveStats(), tally_grad=tally_grad)
     return float(value), jax.tree_util.tree_leaves(grads), (stats.nfe_forward, stats.nfe_backward)
 
 
