@@ -372,7 +372,7 @@ def _progress_mode(quiet: bool) -> str:
 
 class _Progress:
     """Progress on stderr: a tqdm bar over the grid and one per cell on a terminal, one plain line
-    per finished cell elsewhere, nothing with --quiet (see :func:`_progress_mode`)."""
+    per finished cell elsewhere, nothing with --quiet (see ``_progress_mode``)."""
 
     def __init__(self, quiet: bool) -> None:
         self.mode = _progress_mode(quiet)

@@ -50,7 +50,7 @@ def parse_threshold(text: str) -> float:
 
 
 def load_run(path):
-    """One result file, checked (:func:`odebench.results.read_result_file`: unreadable or
+    """One result file, checked (``odebench.results.read_result_file``: unreadable or
     non-result files are a one-line InvalidInputError naming the file)."""
     from .results import read_result_file
 

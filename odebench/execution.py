@@ -1,9 +1,9 @@
 """The seam between a grid and where its cells run.
 
-A cell travels as a :class:`CellJob`: plain, picklable data that carries the cell, the run's
+A cell travels as a ``CellJob``: plain, picklable data that carries the cell, the run's
 configuration and the recipe of the plugin registry (the ``-p`` modules and where they were
 imported from), so any process -- a fresh child, a Dask worker on another machine -- rebuilds
-the same registry and runs the cell with :func:`execute_job`.  An executor (registered by a
+the same registry and runs the cell with ``execute_job``.  An executor (registered by a
 plugin, see ``odebench_executors``) yields one row per job as the jobs finish; only the
 coordinating process writes rows to the result file.
 
@@ -92,7 +92,7 @@ def thread_environment(threads: Optional[int], environ=None) -> dict:
 
 
 def limit_threads(threads: Optional[int]) -> None:
-    """Bound this process's framework threads (see :func:`thread_environment`), so cells running
+    """Bound this process's framework threads (see ``thread_environment``), so cells running
     side by side do not fight over cores; workers call it before a cell imports a framework."""
     os.environ.update(thread_environment(threads))
 

@@ -1,9 +1,9 @@
 """`odebench report RUN.parquet --html OUT/`: a run as a web page that opens offline.
 
 ``OUT/index.html`` holds, per result file, a section with the summary table grouped as the
-terminal shows it (:func:`odebench.report.table_groups`), the work-precision figure of
+terminal shows it (``odebench.report.table_groups``), the work-precision figure of
 ``report --plot`` and the figures the run wrote (its ``artifacts`` column); then the paper's
-claims that the rows can judge (:mod:`odebench.claims`, over all the files given, so a page of
+claims that the rows can judge (``odebench.claims``, over all the files given, so a page of
 every reference run gives the verdicts of results/README.md); then a footer per run with the
 machine, library versions, commit and dates recorded in the rows.  Several files make one page
 with a section each.

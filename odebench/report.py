@@ -119,7 +119,7 @@ def print_table(frame) -> None:
 
 
 def work_precision_plot(frame, path, title: Optional[str] = None) -> Path:
-    """Write :func:`work_precision_figure` to a PNG."""
+    """Write ``work_precision_figure`` to a PNG."""
     return _save(work_precision_figure(frame, title), path, dpi=110)
 
 

@@ -142,7 +142,7 @@ def cell_key(values) -> tuple:
 
 class ResultStore:
     """Writes one run's rows: a fragment per row as it arrives, consolidated by
-    :meth:`consolidate` into ``<out>/<run_id>.parquet`` (and ``.csv`` if asked)."""
+    ``consolidate`` into ``<out>/<run_id>.parquet`` (and ``.csv`` if asked)."""
 
     def __init__(self, out_dir, run_id: str, csv: bool = False) -> None:
         self.out_dir = check_writable_dir(out_dir, "--out")
@@ -248,7 +248,7 @@ def check_writable_dir(path, what: str = "folder") -> Path:
 
 
 def check_writable_file(path, what: str) -> Path:
-    """An output file's path: not a folder, its folder writable (see :func:`check_writable_dir`)."""
+    """An output file's path: not a folder, its folder writable (see ``check_writable_dir``)."""
     path = Path(path)
     if path.is_dir():
         raise InvalidInputError(f"{what} {path}: is a folder; give a file name")
@@ -300,7 +300,7 @@ def result_files(paths: Iterable) -> list[Path]:
 
 def read_results(paths: Iterable) -> "pd.DataFrame":
     """Load any number of result files (parquet or csv; a folder: its parquet files) into one
-    table, each checked by :func:`read_result_file`."""
+    table, each checked by ``read_result_file``."""
     import pandas as pd
 
     frames = [read_result_file(path) for path in result_files(paths)]

@@ -51,7 +51,7 @@ def run_grid(config: RunConfig, registry: Registry, on_cell_start=None, on_cell_
     on an executor, writing each row as soon as its cell ends and consolidating at the end.
 
     Everything is checked before the first cell starts: the grid and the executor with its
-    settings (:func:`plan_run`), then the output folder.  ``on_cell_start(job)`` /
+    settings (``plan_run``), then the output folder.  ``on_cell_start(job)`` /
     ``on_cell_end(done, total, cell, row)`` report progress."""
     planned = plan_run(config, registry, executor, settings, resume)
     store = ResultStore(config.out_dir, planned.run_id, csv=config.csv)

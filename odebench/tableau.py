@@ -4,7 +4,7 @@ What follows from the coefficients is derived, not declared: the stage count, an
 method is FSAL (its last stage is f(t + h, y_new), so it is the next step's first).  What the
 coefficients must satisfy is checked (as diffrax's tableaus do): A strictly lower triangular,
 row sums equal to c, sum(b) = 1, error weights summing to 0, a dense output that ends at b.
-A tableau that fails is refused with :class:`~odebench.errors.InvalidTableauError` when it is
+A tableau that fails is refused with ``odebench.errors.InvalidTableauError`` when it is
 built, so a third-party plugin's typo never reaches a solve.  (The full order conditions are
 checked for the built-in tableaus in ``tests/test_tableaus.py``.)
 """

@@ -1,4 +1,4 @@
-"""The README's plugin examples, pip-installed as separate distributions, work through entry points."""
+"""The plugin examples (docs/plugins.md), pip-installed as separate distributions, work through entry points."""
 
 import json
 import os

@@ -1,5 +1,5 @@
 """Peer libraries as backends (plugins/odebench_peers): each runs odebench's conformance kit,
-passing every check but the deviations found and documented in the README; the grid refuses
+passing every check but the deviations found and documented in docs/peers.md; the grid refuses
 what a peer cannot run before anything runs; rows from a peer carry odebench's counters."""
 
 import json

@@ -1,5 +1,5 @@
 """The backend conformance kit: one contract for every backend, from ``odebench check BACKEND``
-or from a plugin author's own tests::
+or from a plugin author's own tests:
 
     from odebench.testing import assert_conforms
 

@@ -1,7 +1,7 @@
 """odebench's built-in explicit Runge-Kutta solvers, registered as Butcher tableaus.
 
-The tableaus are plain data (:mod:`odebench_solvers.tableaus`); any framework plugin that
-runs a :class:`~odebench.specs.Tableau` runs all of them.
+The tableaus are plain data (``odebench_solvers.tableaus``); any framework plugin that
+runs a ``odebench.specs.Tableau`` runs all of them.
 """
 
 from odebench.hookspecs import hookimpl

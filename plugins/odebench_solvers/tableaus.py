@@ -7,7 +7,7 @@ coefficients are not rational: the paper prints them to ~16 digits; here they ar
 used by OrdinaryDiffEq.jl and diffrax), more than a double holds, so that each literal rounds
 to the nearest double and the order conditions hold to roundoff.
 
-Conventions (see :class:`odebench.specs.Tableau`): ``A`` is strictly lower triangular and
+Conventions (see ``odebench.specs.Tableau``): ``A`` is strictly lower triangular and
 given row by row (row i holds a_i0 .. a_i(i-1)); ``b_err = b - b_hat`` so the local error
 estimate is ``h * sum_j b_err[j] * k_j``; ``error_order`` is the order of the embedded
 solution ``b_hat``; ``dense`` holds, per stage, the coefficients of b_j(theta) in theta^1,

@@ -1,6 +1,6 @@
 """The PyTorch gradient methods: backprop through the solver, the adjoint, the seminorm adjoint.
 
-All three share one call, modelled on torchdiffeq::
+All three share one call, modelled on torchdiffeq:
 
     y = backend.odeint(func, y0, t, solver="dopri5", rtol=1e-7, atol=1e-9, options=None)
 

@@ -3,7 +3,7 @@
 Why one loop: every solver is data, so every backend (backprop, adjoint, seminorm adjoint,
 third-party ones) runs every registered tableau with no per-solver code.  What is not
 arithmetic -- the stage plan, the option defaults, the status messages, the norms' layout --
-comes from :mod:`odebench.solve`, shared with the JAX loop.
+comes from ``odebench.solve``, shared with the JAX loop.
 
 Step-size control is done in Python floats (one ``.item()`` per step): the controller is then
 never part of the autograd graph, and costs no tensor operations.  Outputs are obtained by

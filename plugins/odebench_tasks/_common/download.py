@@ -84,7 +84,7 @@ def fetch(filename: str, mirrors: Sequence[str], dest_dir: str | os.PathLike, md
 
     The file only appears under its final name once its md5 sum matched, so a crash
     or a bad mirror never leaves a half-written or wrong file in the cache.
-    Raises :class:`DownloadError` when no mirror delivers the file.
+    Raises ``DownloadError`` when no mirror delivers the file.
     """
     dest_dir = Path(dest_dir)
     try:

@@ -1,5 +1,5 @@
 """Initial weights into torch modules: every task draws its initial weights in numpy (the same
-arrays for the torch and the JAX model of a cell) and copies them in with :func:`load_params`.
+arrays for the torch and the JAX model of a cell) and copies them in with ``load_params``.
 Imported only by the tasks' torch files, so registering the tasks still imports no torch."""
 
 from __future__ import annotations

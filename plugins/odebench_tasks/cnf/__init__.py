@@ -1,1 +1,1 @@
-"""Continuous-normalizing-flow task: FFJORD's 2-D toy densities (see :mod:`odebench_tasks.cnf.data`)."""
+"""Continuous-normalizing-flow task: FFJORD's 2-D toy densities (see ``odebench_tasks.cnf.data``)."""

@@ -4,7 +4,7 @@ The generators follow ``lib/toy_data.py`` of FFJORD (Grathwohl et al., 2019,
 arXiv:1810.01367), including its rescaling so every data set lives roughly in
 ``[-4, 4]^2``.  Differences from the original, all deliberate:
 
-* every draw comes from the caller's :class:`numpy.random.Generator` (FFJORD mixes a
+* every draw comes from the caller's ``numpy.random.Generator`` (FFJORD mixes a
   ``RandomState`` with the global ``np.random`` state), so results are reproducible;
 * ``sklearn.datasets.make_moons`` / ``make_circles`` / ``make_swiss_roll`` are
   re-implemented here (same constructions) so no scikit-learn is needed;
@@ -35,7 +35,7 @@ DATASETS: tuple[str, ...] = (
     "rings",
 )
 
-#: Square shown by :func:`density_figure` (and covered by every data set).
+#: Square shown by ``density_figure`` (and covered by every data set).
 PLOT_LIMIT = 4.0
 
 
@@ -164,7 +164,7 @@ def _check_count(value: object, what: str) -> int:
 def sample(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``n`` points of the toy density ``name`` as an ``(n, 2)`` float64 array.
 
-    ``name`` must be one of :data:`DATASETS`; all randomness comes from ``rng``.
+    ``name`` must be one of ``DATASETS``; all randomness comes from ``rng``.
     """
     name = _check_name(name)
     n = _check_count(n, "n")

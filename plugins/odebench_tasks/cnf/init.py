@@ -3,9 +3,9 @@
 Streams (all ``numpy.random.default_rng`` with a tuple seed, so they never overlap):
 
 * data:            ``data.make_split(dataset, n_train, n_test, seed)``
-* initial weights: ``default_rng((seed, 0))``                -> :func:`init_params`
-* batch indices:   ``default_rng((seed, 1, iteration))``     -> :func:`batch_indices`
-* Hutchinson noise:``default_rng((seed, 2, iteration))``     -> :func:`hutchinson_noise`
+* initial weights: ``default_rng((seed, 0))``                -> ``init_params``
+* batch indices:   ``default_rng((seed, 1, iteration))``     -> ``batch_indices``
+* Hutchinson noise:``default_rng((seed, 2, iteration))``     -> ``hutchinson_noise``
 
 Weights: the network is ``layers + 1`` concatsquash layers, widths
 ``2 -> hidden (x layers) -> 2``.  Layer ``i`` (``fan_in -> fan_out``) has, drawn in this order,

@@ -6,9 +6,9 @@ with dl/dt = -tr(df/dz), so that
 
     log p(x) = log N(z(T); 0, I) - l(T)
 
-(see :mod:`odebench_tasks.cnf.torch_model` for the derivation).  Everything random (data,
+(see ``odebench_tasks.cnf.torch_model`` for the derivation).  Everything random (data,
 initial weights, batch indices, Hutchinson noise) comes from the numpy functions of
-:mod:`odebench_tasks.cnf.init` and :mod:`odebench_tasks.cnf.data`, so with the same seed the
+``odebench_tasks.cnf.init`` and ``odebench_tasks.cnf.data``, so with the same seed the
 torch and jax versions see the same numbers and start from the same loss.
 
 The trace: f acts on each row of z separately, so one forward-mode product J v with the same
@@ -17,7 +17,7 @@ d unit vectors through the linear map (``jax.linearize`` + ``vmap``: d Jacobian-
 products, one per dimension, like torch's d vector-Jacobian products); ``hutchinson`` is
 eps^T (J eps) with one eps per solve.  Training losses are differentiated through the trace.
 
-The problem is functional (see :class:`odebench_jax.trainer.JaxTrainer` for the interface):
+The problem is functional (see ``odebench_jax.trainer.JaxTrainer`` for the interface):
 ``model`` is the parameter pytree -- a dict whose keys are the torch module's state_dict keys,
 weights stored (out, in) as in torch -- and ``loss_fn(params, batch, odeint)`` is pure, so the
 trainer jits it once per cell with params and batch as arguments.  A batch is a dict: ``x``

@@ -20,7 +20,7 @@ each) or Hutchinson's estimator eps^T (df/dz) eps with one eps per solve (Grathw
 method must differentiate the dynamics twice; evaluation always uses the exact trace.
 
 All random numbers (data, initial weights, batches, Hutchinson noise) come from numpy
-(see :mod:`odebench_tasks.cnf.init`), so the JAX version sees the same ones.
+(see ``odebench_tasks.cnf.init``), so the JAX version sees the same ones.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``latent-spiral`` task in JAX: the functions of :mod:`.jax_nets` on one cell's spirals.
+"""The ``latent-spiral`` task in JAX: the functions of ``.jax_nets`` on one cell's spirals.
 
 Functional (see odebench_jax.trainer.JaxTrainer): ``model`` is the parameter dict (the torch
 modules' state_dict keys and layouts, the same numpy initial values) and ``loss_fn(params,

@@ -1,14 +1,14 @@
 """The latent-ODE experiment's networks (Chen et al. 2018, section 5.1) as pure JAX functions.
 
-``params`` has the keys of :mod:`odebench_tasks.latent_spiral.params` (= the torch modules'
+``params`` has the keys of ``odebench_tasks.latent_spiral.params`` (= the torch modules'
 state_dict keys) with Linear weights in torch's (out, in) layout, so the numpy weights of
 ``params.init_params`` go in unchanged and give torch's numbers.  Sizes are read from the
-arrays' shapes.  The functions mirror :mod:`.torch_nets` with ``params`` in place of the module.
+arrays' shapes.  The functions mirror ``.torch_nets`` with ``params`` in place of the module.
 
-The ODE function is the module-level :func:`odefunc` with the backend's signature
+The ODE function is the module-level ``odefunc`` with the backend's signature
 ``func(t, z, args)``: a single stable callable, so a jit cache keyed on the function's identity
 is reused across calls.  Its ``args`` are the ``"odefunc."`` parameters with that prefix
-removed (``"fc1.weight"``, ...; see :func:`odefunc_args`).  ``odeint(func, y0, t, args=None)``
+removed (``"fc1.weight"``, ...; see ``odefunc_args``).  ``odeint(func, y0, t, args=None)``
 is the backend's with solver and tolerances bound.
 """
 

@@ -8,7 +8,7 @@ exp(logvar)); latent dynamics dz/dt = odefunc(z); a decoder z -> x.
 ``"rnn"``: the paper's baseline, a tanh RNN on [x_i, gap_i] predicting x_{i+1}.
 
 The weights are drawn here, not by a framework, so torch and JAX start from identical numbers.
-Names are exactly the torch modules' ``state_dict`` keys (:mod:`.torch_nets`); every layer is
+Names are exactly the torch modules' ``state_dict`` keys (``.torch_nets``); every layer is
 a Linear with ``weight`` (out, in) and ``bias`` (out,), float64.  With o = obs_dim,
 l = latent_dim, r = rnn_hidden, f = ode_hidden, d = dec_hidden:
 
@@ -21,7 +21,7 @@ l = latent_dim, r = rnn_hidden, f = ode_hidden, d = dec_hidden:
 ====================================  =============================================
 
 Initial values follow torch's Linear default: weight and bias U(-1/sqrt(in), +1/sqrt(in)),
-drawn from ``np.random.default_rng((seed, 0))`` in the order of :func:`param_shapes`.
+drawn from ``np.random.default_rng((seed, 0))`` in the order of ``param_shapes``.
 """
 
 from __future__ import annotations

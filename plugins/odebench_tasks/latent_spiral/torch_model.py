@@ -1,4 +1,4 @@
-"""The ``latent-spiral`` task in torch: the latent ODE or the RNN baseline of :mod:`.torch_nets`."""
+"""The ``latent-spiral`` task in torch: the latent ODE or the RNN baseline of ``.torch_nets``."""
 
 from __future__ import annotations
 

@@ -3,10 +3,10 @@
 ``LatentODE``: recognition RNN (backwards over [x_i, gap_i]) -> q(z0) -> dz/dt = odefunc(z)
 -> decoder.  ``RNNBaseline``: a tanh RNN on [x_i, gap_i] predicting x_{i+1}.
 Parameter names (state_dict keys), shapes and initial values are those of
-:mod:`odebench_tasks.latent_spiral.params`; copy them in with :func:`load_params`.
+``odebench_tasks.latent_spiral.params``; copy them in with ``load_params``.
 
 The functions below take the module first and torch tensors (the caller converts numpy data,
-``eps`` included; ``gather_idx`` as int64), mirroring :mod:`.jax_nets`, which takes a
+``eps`` included; ``gather_idx`` as int64), mirroring ``.jax_nets``, which takes a
 params dict in the same place.  ``odeint(func, y0, t)`` is the backend's with solver and
 tolerances bound; ``func`` is the ``odefunc`` module, so an adjoint backend finds its
 parameters.
@@ -82,7 +82,7 @@ class LatentODE(nn.Module):
 
 
 class RNNBaseline(nn.Module):
-    """The baseline's single ``rnn`` cell (see :func:`rnn_predict`)."""
+    """The baseline's single ``rnn`` cell (see ``rnn_predict``)."""
 
     def __init__(self, obs_dim: int = 2, rnn_hidden: int = 25) -> None:
         super().__init__()

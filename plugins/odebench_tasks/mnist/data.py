@@ -37,7 +37,7 @@ MD5: dict[str, str] = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 
-#: The four files, without ``.gz``, in the order of the :class:`MNIST` fields.
+#: The four files, without ``.gz``, in the order of the ``MNIST`` fields.
 STEMS: tuple[str, ...] = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -307,7 +307,7 @@ def load_digits_28(seed: int, test_fraction: float = 0.2):
 
 def load_dataset(name: str, *, seed: int, data_dir: Optional[PathLike] = None, download: bool = True,
                  test_fraction: float = 0.2):
-    """(train_x, train_y, test_x, test_y) for ``name`` in :data:`DATASETS`, all in one form.
+    """(train_x, train_y, test_x, test_y) for ``name`` in ``DATASETS``, all in one form.
 
     For ``mnist`` the official split is used, so ``seed`` and ``test_fraction`` do not apply.
     """

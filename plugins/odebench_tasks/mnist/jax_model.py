@@ -1,4 +1,4 @@
-"""The ``mnist`` task in JAX: the functions of :mod:`.jax_nets` on one cell's data.
+"""The ``mnist`` task in JAX: the functions of ``.jax_nets`` on one cell's data.
 
 The problem is functional (see odebench_jax.trainer.JaxTrainer): ``model`` is the parameter
 dict (the torch modules' state_dict keys, torch's layouts, the same numpy initial values) and

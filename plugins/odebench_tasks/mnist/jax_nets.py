@@ -1,14 +1,14 @@
 """The MNIST networks of Chen et al. 2018, Table 1, as pure JAX functions of a params dict.
 
-``params`` has the keys of :mod:`odebench_tasks.mnist.params` (= the torch modules'
+``params`` has the keys of ``odebench_tasks.mnist.params`` (= the torch modules'
 state_dict keys) with arrays in torch's layouts (conv OIHW, linear (out, in)); images are NCHW.
 So the numpy weights of ``params.init_params`` go in unchanged and give torch's numbers.
 
-The ODE function is the module-level :func:`odefunc` with the backend's signature
+The ODE function is the module-level ``odefunc`` with the backend's signature
 ``func(t, y, args)``: a single stable callable, so a jit cache keyed on the function's identity
 is reused across calls.  Its ``args`` are the ODE function's own parameters with the
 ``"odefunc."`` prefix removed (``"norm1.weight"``, ``"conv1.weight"``, ...; see
-:func:`odefunc_args`), i.e. the keys of the torch ``ODEFunc``'s state_dict.
+``odefunc_args``), i.e. the keys of the torch ``ODEFunc``'s state_dict.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ a downsampling stem (1x28x28 -> W x 6 x 6), then either one ODE block (``"odenet
 ``n_blocks`` pre-activation residual blocks (``"resnet"``), then a classification head.
 The weights are drawn here, not by a framework, so torch and JAX start from identical numbers.
 
-Names are exactly the torch modules' ``state_dict`` keys (:mod:`.torch_nets`), arrays in
+Names are exactly the torch modules' ``state_dict`` keys (``.torch_nets``), arrays in
 torch's layouts (conv ``(out, in, kh, kw)``, linear ``(out, in)``), float64:
 
 ==============================================  ==========================================

@@ -1,7 +1,7 @@
 """What one ``mnist`` cell is, apart from its framework: the data, the batches, the recipe, the metric.
 
 Everything random is drawn in numpy from the cell's seed, so torch and JAX train on the same
-images in the same order from the same weights (:mod:`.params`):
+images in the same order from the same weights (``.params``):
 
 * weights:       ``default_rng((seed, 0))``            (params.init_params)
 * batch order:   ``default_rng((seed, 1, epoch))``     a permutation of the training set per epoch

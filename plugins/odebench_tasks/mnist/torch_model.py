@@ -1,4 +1,4 @@
-"""The ``mnist`` task in torch: the ODE-Net or the ResNet of :mod:`.torch_nets` on one cell's data."""
+"""The ``mnist`` task in torch: the ODE-Net or the ResNet of ``.torch_nets`` on one cell's data."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 ``ODENet``: downsampling stem -> one ODE block over t in [0, 1] (the state at t = 1) -> head.
 ``ResNet``: the same stem -> ``n_blocks`` pre-activation residual blocks -> the same head.
 The parameter names (state_dict keys), shapes and initial values are those of
-:mod:`odebench_tasks.mnist.params`; copy them in with :func:`load_params`.
+``odebench_tasks.mnist.params``; copy them in with ``load_params``.
 """
 
 from __future__ import annotations
