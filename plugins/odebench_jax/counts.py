@@ -161,7 +161,7 @@ def record_concrete(backend, stats: SolveStats, fields, counts, status, info, ma
     if any(v is None for v in values):
         return
     counts, status, info = (np.reshape(v, s) for v, s in zip(values, ((-1, 3), (-1,), (-1, 3))))
-    _add(stats, fields, counts.sum(axis=0).tolist())
+    _add(stats, fields, np.rint(counts.sum(axis=0)).tolist())  # floats when read through a tracer
     backend.last_stats = stats
     failed = np.flatnonzero(status != OK)
     if failed.size:
