@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from .conftest import ROOT
-from .import_graph import cycles
+from .import_graph import cycles, foreign_imports
 
 PACKAGE = ROOT / "plugins" / "odebench_jax"
 PEERS = ROOT / "plugins" / "odebench_peers" / "jax_peers.py"
@@ -63,6 +63,12 @@ def test_the_peers_use_the_jax_plugins_public_names_only():
         elif isinstance(node, ast.Import):
             assert not [a.name for a in node.names if a.name.startswith("odebench_jax.")]
     assert used and set(used) <= set(odebench_jax.__all__), used
+
+
+def test_no_plugin_reaches_into_the_jax_plugins_modules():
+    """Other plugins (tasks, peers) import odebench_jax's public names from the package itself."""
+    reaching = [pair for pair in foreign_imports(ROOT / "plugins") if pair[1].startswith("odebench_jax.")]
+    assert reaching == []
 
 
 def test_public_names_resolve_lazily():

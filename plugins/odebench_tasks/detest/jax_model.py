@@ -43,7 +43,7 @@ class DetestJax(DetestProblem):
     framework = "jax"
 
     def __init__(self, options, *, device: str, dtype: str) -> None:
-        from odebench_jax.runtime import JaxRuntime, jax_device
+        from odebench_jax import JaxRuntime, jax_device
 
         super().__init__(options)
         dt = JaxRuntime.resolve_dtype(dtype)

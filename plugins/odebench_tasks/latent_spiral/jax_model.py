@@ -20,7 +20,7 @@ class SpiralProblem:
     framework = "jax"
 
     def __init__(self, options, *, seed: int, device: str, dtype: str, model: str) -> None:
-        from odebench_jax.runtime import JaxRuntime, jax_device
+        from odebench_jax import JaxRuntime, jax_device
 
         self.options, self.name = options, model
         self.dtype = JaxRuntime.resolve_dtype(dtype)

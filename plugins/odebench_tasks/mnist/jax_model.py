@@ -26,7 +26,7 @@ class MNISTProblem:
     framework = "jax"
 
     def __init__(self, options, *, seed: int, device: str, dtype: str, model: str) -> None:
-        from odebench_jax.runtime import JaxRuntime, jax_device
+        from odebench_jax import JaxRuntime, jax_device
 
         self.dtype = JaxRuntime.resolve_dtype(dtype)
         self.device = jax_device(device)
