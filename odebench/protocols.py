@@ -3,12 +3,12 @@
 The harness owns the grid, the clock's bookkeeping and the rows; a framework plugin owns
 everything that touches its arrays.  They meet here:
 
-* a :class:`Runtime` per framework (registered with ``odebench_register_runtimes``, reachable
+* a ``Runtime`` per framework (registered with ``odebench_register_runtimes``, reachable
   without any backend, so a model with no ODE -- a ResNet -- trains through it too);
-* a :class:`Trainer` the runtime builds for one cell, which runs one training step at a time
-  and returns a :class:`StepResult`;
-* a :class:`TaskProblem`, what a task's framework loader builds for one cell;
-* a :class:`BoundOdeint`, the backend's ``odeint`` with solver, tolerances, options and
+* a ``Trainer`` the runtime builds for one cell, which runs one training step at a time
+  and returns a ``StepResult``;
+* a ``TaskProblem``, what a task's framework loader builds for one cell;
+* a ``BoundOdeint``, the backend's ``odeint`` with solver, tolerances, options and
   counters bound, which a task calls without choosing its gradient method.
 
 Nothing here imports a framework.
@@ -77,7 +77,7 @@ class TaskProblem(Protocol):
     """What a task's framework loader builds for one cell (``impl.setup(options, seed=, device=, dtype=)``).
 
     ``model`` holds the trainable parameters (an nn.Module in torch, a pytree in JAX).
-    ``loss(batch, odeint)`` and ``evaluate(odeint)`` receive a :class:`BoundOdeint` (None for a
+    ``loss(batch, odeint)`` and ``evaluate(odeint)`` receive a ``BoundOdeint`` (None for a
     model without an ODE), so a task never chooses its gradient method.
     """
 

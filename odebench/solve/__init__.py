@@ -1,8 +1,8 @@
 """The framework-free front end of every solve.
 
-Input checks and their messages (:mod:`.checks`), solver options (:mod:`.options`), the
-setup a backend fixes before it runs (:mod:`.setup`), a tableau's stage plan (:mod:`.plan`),
-the error norms' layout (:mod:`.norms`) and how a solve ends (:mod:`.status`).  The torch and
+Input checks and their messages (``.checks``), solver options (``.options``), the
+setup a backend fixes before it runs (``.setup``), a tableau's stage plan (``.plan``),
+the error norms' layout (``.norms``) and how a solve ends (``.status``).  The torch and
 JAX integrators keep only their framework's arithmetic.
 """
 

@@ -1,7 +1,7 @@
 """What every solve fixes before it runs: the tableau, the tolerances and the resolved options.
 
 One front door for every backend of every framework (torchdiffeq's ``_check_inputs`` plays
-this part there): a backend's ``odeint`` builds a :class:`SolveSetup`, an adjoint derives its
+this part there): a backend's ``odeint`` builds a ``SolveSetup``, an adjoint derives its
 backward solve's setup from it, and the integrators receive only checked, resolved values.
 """
 

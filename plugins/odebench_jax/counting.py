@@ -1,6 +1,6 @@
 """How the counts of a compiled program reach a SolveStats, for the programs a harness runs:
 the trainer's value-and-grad (through a tally) and the programs a task compiles itself
-(:func:`counted_jit`).  Both ask odebench's backends (``returns_counts``) for their counts as
+(``counted_jit``).  Both ask odebench's backends (``returns_counts``) for their counts as
 data (``counts.py``) and add them after the program ran, off the clock; other backends count
 inside their programs, and the harness waits for their callbacks.
 """

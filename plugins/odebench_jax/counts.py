@@ -13,9 +13,9 @@ A compiled program cannot write to a Python object, so its counts leave the way 
   in.  A solve the gradient does not pass through (its result unused, or under
   ``stop_gradient``) is not differentiated, so its tally receives nothing.
 
-:func:`collect` adds either, or both, to a SolveStats on the host and raises the odebench
+``collect`` adds either, or both, to a SolveStats on the host and raises the odebench
 error of a failed solve.  The values are exact integers below 2**24 in float32 (2**53 in
-float64).  An eager call adds its counts to ``stats`` itself (:func:`record_concrete`).
+float64).  An eager call adds its counts to ``stats`` itself (``record_concrete``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Presenting a solve's inputs to the JAX integrator (in Python, before anything is traced):
 times in the control dtype, the state (an array or a tuple of arrays) as one flat vector.
 
-:func:`check_inputs` is the front door of every JAX solve, odebench's backends' and the
+``check_inputs`` is the front door of every JAX solve, odebench's backends' and the
 peers' (diffrax, jax.experimental.ode) alike.  The checks and their messages are
 odebench.solve's, shared with torch.
 """
