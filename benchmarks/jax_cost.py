@@ -1,13 +1,14 @@
 """Cost per evaluation of odebench's JAX backends against diffrax's, on several problems (not a test).
 
-    python -m benchmarks.jax_cost [--problems mlp,mlp-wide,cnf,odenet] [--tols 1e-3,1e-5,1e-7]
-                                  [--fixed-steps 10] [--counts returned] [--repeats 15] [--warmup 2]
-                                  [--processes 3] [--odenet-processes 1] [--dispatch async]
-                                  [--out table.md]
+    python -m benchmarks.jax_cost [--problems mlp-normal,mlp-wide,cnf,odenet-small]
+                                  [--tols 1e-3,1e-5,1e-7] [--fixed-steps 10] [--counts returned]
+                                  [--repeats 15] [--warmup 2] [--processes 3] [--odenet-processes 1]
+                                  [--odenet-repeats 5] [--dispatch async] [--out table.md]
 
 ``--out table.md`` also writes table.json: every row with its repeats.  ``--dispatch sync`` turns
 JAX's asynchronous CPU dispatch off in every process: then odebench's programs run on the calling
-thread, as diffrax's do anyway (their host callbacks), README item 15.
+thread, as diffrax's do anyway (their host callbacks); on a pool thread the same kernels ran
+slower here (docs/measurements/jax-vs-diffrax.md, "XLA:CPU's thread hand-offs").
 
 Pairs: jax-adjoint against diffrax's BacksolveAdjoint, jax-backprop against diffrax's
 RecursiveCheckpointAdjoint; dopri5 (diffrax Dopri5 + PIDController(rtol, atol)), rtol = atol =
@@ -30,29 +31,32 @@ it recomputes (7 per dopri5 step), diffrax's callback whatever its checkpointed 
 evaluate.  So that pair's backward is compared per forward evaluation (the same work, a
 step's pullback, per step taken).
 
-Problems (the dynamics ``func(t, y, args)`` and loss of each; the same arrays for both libraries):
+Problems (``benchmarks/problems.py``'s JAX solve problems: the dynamics ``func(t, y, args)`` and
+loss of each; the same arrays for both libraries):
 
-    mlp       Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2) with biases, weights N(0, 1/fan_in),
-              batch 512, t = [0, 1], loss sum(y(1)^2)
-    mlp-wide  the same MLP with weights N(0, 6.25/fan_in) (weight scale 2.5): a stiffer field that
-              takes several times the steps
-    cnf       the cnf task's dynamics (concatsquash 2-64-64-64-2, tanh) with the exact trace
-              (log-density channel), batch 512 of 8gaussians, t = [0, 0.5], loss the mean NLL
-    odenet    the mnist task's ODE block (GroupNorm-ReLU-ConcatConv x 2, width 16, 6x6 maps) on the
-              downsampled features of 8 digits, t = [0, 1], loss sum(y(1)^2) / batch
+    mlp-normal    Linear(2,64)-tanh-Linear(64,64)-tanh-Linear(64,2), weights and biases
+                  N(0, 1/fan_in), batch 512, t = [0, 1], loss sum(y(1)^2)
+    mlp-wide      the same MLP with weights N(0, 6.25/fan_in) (weight scale 2.5): a stiffer field
+                  that takes several times the steps
+    cnf           the cnf task's dynamics (concatsquash 2-64-64-64-2, tanh) with the exact trace
+                  (log-density channel), batch 512 of 8gaussians, t = [0, 0.5], loss the mean NLL
+    odenet-small  the mnist task's ODE block (GroupNorm-ReLU-ConcatConv x 2, width 16, 6x6 maps) on
+                  the downsampled features of 8 digits, t = [0, 1], loss sum(y(1)^2) / batch
 
 Figures per method: time of value_and_grad and of the forward alone (medians of interleaved
 repeats; backward = the difference), the evaluations counted inside the vector field with a
-``jax.debug.callback`` in separate untimed runs (forward: in the loss alone; backward: the rest
-of value_and_grad), time per forward evaluation (forward ms / forward NFE), time per backward
-evaluation (backward ms / backward NFE), and compile seconds of the value_and_grad program.
+``jax.debug.callback`` (``tooling.EvalCounter``) in separate untimed runs (forward: in the loss
+alone; backward: the rest of value_and_grad), time per forward evaluation (forward ms /
+forward NFE), time per backward evaluation (backward ms / backward NFE), and compile seconds of
+the value_and_grad program.
 Each ratio (odebench / diffrax, from the medians) comes with the quartiles of the same ratio
 taken repeat by repeat, (q1-q3): on a noisy machine a ratio of medians near 1 means little
 when its quartiles straddle 1.
 
 Each cell runs in ``--processes`` fresh processes, one after another, and the figures are
 taken over their repeats pooled: a program's speed here depends on the process it runs in
-(``merge_processes``).  The odenet cells take one process by default (``--odenet-processes``).
+(``merge_processes``).  The odenet-small cells take one process by default
+(``--odenet-processes``).
 """
 
 from __future__ import annotations
@@ -63,78 +67,14 @@ import sys
 import time
 from functools import partial
 
-import numpy as np
-
-from benchmarks.problems import machine_info, machine_lines, task_problem
+from benchmarks.problems import SOLVE_PROBLEMS, solve_problem
+from benchmarks.tooling import (EvalCounter, clock, count, in_processes, interleaved, machine_info, machine_lines,
+                                markdown_table, names, parser, positive_int, quartiles, save, tolerances)
 
 PAIRS = (("jax-adjoint", "diffrax-backsolve"), ("jax-backprop", "diffrax-recursive"))
-PROBLEMS = ("mlp", "mlp-wide", "cnf", "odenet")
-
-
-class Counter:
-    """Evaluations of the vector field, counted through a host callback (counting runs only)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def bump(self) -> None:
-        self.calls += 1
-
-    def wrap(self, field):
-        import jax
-
-        def counted(t, y, args):
-            jax.debug.callback(self.bump)
-            return field(t, y, args)
-
-        return counted
-
-
-def _mlp(scale: float):
-    import jax.numpy as jnp
-
-    rng = np.random.default_rng(0)
-    widths = [2, 64, 64, 2]
-    params = tuple((jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o, i)), jnp.float32),
-                    jnp.asarray(rng.normal(0, scale / np.sqrt(i), (o,)), jnp.float32))
-                   for i, o in zip(widths[:-1], widths[1:]))
-    y0 = jnp.asarray(rng.standard_normal((512, 2)), jnp.float32)
-
-    def field(t, y, p):
-        (w1, b1), (w2, b2), (w3, b3) = p
-        h = jnp.tanh(y @ w1.T + b1)
-        return jnp.tanh(h @ w2.T + b2) @ w3.T + b3
-
-    return field, y0, params, (0.0, 1.0), lambda ys: jnp.sum(ys ** 2)
-
-
-def _cnf():
-    import jax.numpy as jnp
-
-    problem = task_problem("cnf", "jax", {"batch_size": "512", "hidden": "64"})
-    x = problem.batch(0)["x"]
-    y0 = (x, jnp.zeros((x.shape[0], 1), x.dtype))
-    from odebench_tasks.cnf.jax_model import standard_normal_logprob
-
-    def loss(ys):
-        z, logp = ys
-        return -jnp.mean(standard_normal_logprob(z) - logp[:, 0])
-
-    return problem.dynamics, y0, (problem.model, None), (0.0, float(problem.times[-1])), loss
-
-
-def _odenet():
-    import jax.numpy as jnp
-    from odebench_tasks.mnist import jax_nets
-
-    problem = task_problem("mnist", "jax", {"width": "16", "n_blocks": "2", "batch_size": "8"})
-    h = jax_nets._downsample(problem.model, problem.batch(0)["x"])
-    return jax_nets.odefunc, h, jax_nets.odefunc_args(problem.model), (0.0, 1.0), \
-        lambda ys: jnp.sum(ys ** 2) / ys.shape[0]
-
-
-def build(name: str):
-    return {"mlp": partial(_mlp, 1.0), "mlp-wide": partial(_mlp, 2.5), "cnf": _cnf, "odenet": _odenet}[name]()
+PROBLEMS = tuple(SOLVE_PROBLEMS)
+#: The problem whose cells take seconds an iteration: fewer repeats, one warm-up, its own processes.
+SLOW = "odenet-small"
 
 
 COUNT_MODES = ("returned", "off")
@@ -142,7 +82,9 @@ DISPATCH_MODES = ("async", "sync")
 
 
 def set_dispatch(mode: str) -> None:
-    """JAX's CPU dispatch for this process (before its first computation): README, item 15."""
+    """JAX's CPU dispatch for this process (before its first computation): "sync" runs every
+    program on the calling thread, as diffrax's run, rather than on a pool thread, where the same
+    kernels ran slower here (docs/measurements/jax-vs-diffrax.md, "XLA:CPU's thread hand-offs")."""
     import jax
 
     jax.config.update("jax_cpu_enable_async_dispatch", mode == "async")
@@ -223,8 +165,8 @@ class Method:
     def _count(self) -> tuple:
         import jax
 
-        counter = Counter()
-        loss = partial(self.loss, field=counter.wrap(self.field))
+        counter = EvalCounter()
+        loss = partial(self.loss, field=counter.jax_field(self.field))
         jax.block_until_ready(jax.jit(loss)(self.args, self.tally))
         jax.effects_barrier()
         fwd, counter.calls = counter.calls, 0
@@ -246,13 +188,12 @@ class Method:
         return stats.nfe_forward, stats.nfe_backward
 
     def measure_once(self) -> tuple:
+        """(value_and_grad seconds, forward seconds), each until its result is ready."""
         import jax
 
-        t0 = time.perf_counter()
-        jax.block_until_ready(self.grad(self.args, self.tally))
-        t1 = time.perf_counter()
-        jax.block_until_ready(self.fwd(self.args, self.tally))
-        return t1 - t0, time.perf_counter() - t1
+        total, _ = clock(lambda: self.grad(self.args, self.tally), sync=jax.block_until_ready)
+        fwd, _ = clock(lambda: self.fwd(self.args, self.tally), sync=jax.block_until_ready)
+        return total, fwd
 
 
 def fixed_dopri5():
@@ -276,16 +217,15 @@ def run_cell(problem_name: str, tol: float, repeats: int, warmup: int, steps: in
              counts: str = "returned") -> list:
     """One problem at one tolerance (or, with ``steps``, at that many fixed dopri5 steps): the four
     methods interleaved, repeat by repeat, one row each."""
-    problem = build(problem_name)
+    problem = solve_problem(problem_name)
     methods = [Method(name, problem, tol, steps, counts) for pair in PAIRS for name in pair]
     for _ in range(warmup):
         for m in methods:
             m.measure_once()
     totals = {m.name: [] for m in methods}
     fwds = {m.name: [] for m in methods}
-    for i in range(repeats):
-        k = i % len(methods)
-        for m in methods[k:] + methods[:k]:
+    for _, order in interleaved(methods, repeats):
+        for m in order:
             total, fwd = m.measure_once()
             totals[m.name].append(total)
             fwds[m.name].append(fwd)
@@ -310,12 +250,10 @@ def merge_processes(runs: list) -> list:
     """The rows of one cell measured in several processes, as one row per method: medians over
     the repeats of all processes pooled, the compile time the median of theirs.
 
-    Why: on this machine a program's speed depends on the process it runs in.  The same
-    MLP forward's cost per evaluation against diffrax's, measured in three processes one after
-    another, came out 1.07, 1.19 and 0.88 times, while two compilations of the same program in
-    one process agreed within 5%.  Repeat i of every method still ran interleaved in one
-    process, so the pooled repeats keep their pairing for ``paired_spread``.  The counts are
-    exact and must agree across processes."""
+    Why: a program's speed depends on the process it runs in (``tooling.in_processes`` gives
+    the figures).  Repeat i of every method still ran interleaved in one process, so the pooled
+    repeats keep their pairing for ``paired_spread``.  The counts are exact and must agree
+    across processes."""
     by = {}
     for rows in runs:
         for r in rows:
@@ -336,21 +274,9 @@ def cell_in_processes(problem: str, tol: float, steps: int, repeats: int, warmup
                       processes: int, dispatch: str = "async") -> list:
     """run_cell in ``processes`` fresh Python processes, one after another, merged
     (merge_processes says why)."""
-    import json
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(processes):
-            out = Path(tmp) / f"rows{i}.json"
-            cmd = [sys.executable, "-m", "benchmarks.jax_cost", "--cell", f"{problem},{tol!r},{steps}",
-                   "--repeats", str(repeats), "--warmup", str(warmup), "--counts", counts, "--rows-json", str(out),
-                   "--dispatch", dispatch]
-            subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parent.parent)
-            runs.append(json.loads(out.read_text()))
-    return merge_processes(runs)
+    argv = ["--cell", f"{problem},{tol!r},{steps}", "--repeats", str(repeats), "--warmup", str(warmup),
+            "--counts", counts, "--dispatch", dispatch]
+    return merge_processes(in_processes("benchmarks.jax_cost", argv, processes, json_flag="--rows-json"))
 
 
 def paired_spread(ours: dict, theirs: dict, backward_per: str) -> tuple:
@@ -363,8 +289,11 @@ def paired_spread(ours: dict, theirs: dict, backward_per: str) -> tuple:
         fwd.append((f_o / max(ours["nfe_fwd"], 1)) / (f_d / max(theirs["nfe_fwd"], 1)))
         b_o, b_d = max(t_o - f_o, 1e-12), max(t_d - f_d, 1e-12)
         bwd.append((b_o / max(ours[backward_per], 1)) / (b_d / max(theirs[backward_per], 1)))
-    quartiles = lambda v: tuple(statistics.quantiles(v, n=4)[::2]) if len(v) > 1 else (v[0], v[0])  # noqa: E731
     return quartiles(fwd), quartiles(bwd)
+
+
+HEADER = ("problem", "tol / steps", "odebench / diffrax", "ms per iteration", "NFE fwd", "NFE bwd", "us per fwd eval",
+          "us per bwd eval", "bwd us per fwd eval", "ratio fwd (q1–q3)", "ratio bwd (q1–q3)", "compile s")
 
 
 def markdown(rows: list) -> str:
@@ -374,9 +303,7 @@ def markdown(rows: list) -> str:
     evaluation; for the backprop pair the backward time per forward evaluation (the two
     libraries' backward counts differ in kind there: see the module docstring)."""
     by = {(r["problem"], r["setting"], r["method"]): r for r in rows}
-    lines = ["| problem | tol / steps | odebench / diffrax | ms per iteration | NFE fwd | NFE bwd | us per fwd eval "
-             "| us per bwd eval | bwd us per fwd eval | ratio fwd (q1–q3) | ratio bwd (q1–q3) | compile s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    cells = []
     met = total = within = 0
     for (problem, setting, name), r in by.items():
         for ours, theirs in PAIRS:
@@ -390,21 +317,15 @@ def markdown(rows: list) -> str:
             total += 1
             met += f_ratio <= 1.0 and b_ratio <= 1.0
             within += f_q[0] <= 1.0 and b_q[0] <= 1.0
-            lines.append(f"| {problem} | {setting} | {ours} / {theirs} | {r['ms']:.1f} / {d['ms']:.1f} | "
-                         f"{r['nfe_fwd']} / {d['nfe_fwd']} | {r['nfe_bwd']} / {d['nfe_bwd']} | "
-                         f"{r['us_per_fwd']:.0f} / {d['us_per_fwd']:.0f} | {r['us_per_bwd']:.0f} / {d['us_per_bwd']:.0f} | "
-                         f"{per_fwd[0]:.0f} / {per_fwd[1]:.0f} | {f_ratio:.2f} ({f_q[0]:.2f}–{f_q[1]:.2f}) | "
-                         f"{b_ratio:.2f} ({b_q[0]:.2f}–{b_q[1]:.2f}) | {r['compile_s']:.1f} / {d['compile_s']:.1f} |")
-    lines.append(f"\nCells at or below diffrax's cost per evaluation (forward and backward): {met}/{total}; "
-                 f"with both ratios' first quartile at or below 1: {within}/{total}")
-    return "\n".join(lines)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+            cells.append([problem, setting, f"{ours} / {theirs}", f"{r['ms']:.1f} / {d['ms']:.1f}",
+                          f"{r['nfe_fwd']} / {d['nfe_fwd']}", f"{r['nfe_bwd']} / {d['nfe_bwd']}",
+                          f"{r['us_per_fwd']:.0f} / {d['us_per_fwd']:.0f}",
+                          f"{r['us_per_bwd']:.0f} / {d['us_per_bwd']:.0f}", f"{per_fwd[0]:.0f} / {per_fwd[1]:.0f}",
+                          f"{f_ratio:.2f} ({f_q[0]:.2f}–{f_q[1]:.2f})",
+                          f"{b_ratio:.2f} ({b_q[0]:.2f}–{b_q[1]:.2f})", f"{r['compile_s']:.1f} / {d['compile_s']:.1f}"])
+    return (markdown_table(HEADER, cells, "lll" + "r" * 9)
+            + f"\n\nCells at or below diffrax's cost per evaluation (forward and backward): {met}/{total}; "
+            f"with both ratios' first quartile at or below 1: {within}/{total}")
 
 
 def _cell_line(cell: list, prefix: str = "") -> str:
@@ -412,28 +333,31 @@ def _cell_line(cell: list, prefix: str = "") -> str:
                                      f"({r['nfe_fwd']}+{r['nfe_bwd']} evals)" for r in cell)
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--problems", default=",".join(PROBLEMS))
-    ap.add_argument("--tols", default="1e-3,1e-5,1e-7")
-    ap.add_argument("--repeats", type=_positive_int, default=15)
-    ap.add_argument("--odenet-repeats", type=_positive_int, default=5, help="repeats of the odenet cells (seconds each)")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--fixed-steps", type=int, default=10,
-                    help="also run every problem at this many fixed dopri5 steps, equal NFE for both libraries (0: not)")
+def _parser():
+    ap = parser(__doc__, "python -m benchmarks.jax_cost")
+    ap.add_argument("--problems", type=names(PROBLEMS, "problem"), default=",".join(PROBLEMS))
+    ap.add_argument("--tols", type=tolerances, default="1e-3,1e-5,1e-7")
+    ap.add_argument("--repeats", type=positive_int, default=15)
+    ap.add_argument("--odenet-repeats", type=positive_int, default=5,
+                    help=f"repeats of the {SLOW} cells (seconds each)")
+    ap.add_argument("--warmup", type=count, default=2)
+    ap.add_argument("--fixed-steps", type=count, default=10,
+                    help="also run every problem at this many fixed dopri5 steps, equal NFE for both libraries "
+                         "(0: not)")
     ap.add_argument("--counts", choices=COUNT_MODES, default="returned",
                     help="whether odebench's timed programs return their counts as outputs (default) or "
                          "not (counted in a separate run)")
-    ap.add_argument("--processes", type=_positive_int, default=3,
+    ap.add_argument("--processes", type=positive_int, default=3,
                     help="measure each cell in this many fresh processes, one after another, and pool their "
                          "repeats (a program's speed depends on its process: see merge_processes)")
-    ap.add_argument("--odenet-processes", type=_positive_int, default=1,
-                    help="processes per odenet cell (its 1e-7 cells take minutes each)")
+    ap.add_argument("--odenet-processes", type=positive_int, default=1,
+                    help=f"processes per {SLOW} cell (its 1e-7 cells take minutes each)")
     ap.add_argument("--dispatch", choices=DISPATCH_MODES, default="async",
                     help="JAX's CPU dispatch: async (its default: a program without host callbacks runs on a "
                          "pool thread) or sync (jax_cpu_enable_async_dispatch off: every program on the calling "
                          "thread, as diffrax's, whose error checks are host callbacks, run anyway)")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="write the table to this .md and, beside it (.json), every row with "
+                                                "its repeats")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # problem,tol,steps: one cell, this process
     ap.add_argument("--rows-json", default=None, help=argparse.SUPPRESS)
     return ap
@@ -453,21 +377,16 @@ def _one_cell(args) -> int:
 
 
 def main(argv=None) -> int:
-    ap = _parser()
-    args = ap.parse_args(argv)
+    args = _parser().parse_args(argv)
     if args.cell:
         return _one_cell(args)
-    unknown = [p for p in args.problems.split(",") if p not in PROBLEMS]
-    if unknown:
-        ap.error(f"unknown problem(s) {', '.join(unknown)}; the problems are {', '.join(PROBLEMS)}")
     set_dispatch(args.dispatch)
     rows, fixed = [], []
-    for problem in args.problems.split(","):
-        repeats = args.odenet_repeats if problem == "odenet" else args.repeats
-        warmup = 1 if problem == "odenet" else args.warmup
-        processes = args.odenet_processes if problem == "odenet" else args.processes
-        tols = [float(x) for x in args.tols.split(",") if x.strip()]
-        settings = [(tol, 0) for tol in tols] + ([(0.0, args.fixed_steps)] if args.fixed_steps else [])
+    for problem in args.problems:
+        repeats = args.odenet_repeats if problem == SLOW else args.repeats
+        warmup = 1 if problem == SLOW else args.warmup
+        processes = args.odenet_processes if problem == SLOW else args.processes
+        settings = [(tol, 0) for tol in args.tols] + ([(0.0, args.fixed_steps)] if args.fixed_steps else [])
         for tol, steps in settings:
             if processes == 1:
                 cell = run_cell(problem, tol, repeats, warmup, steps, args.counts)
@@ -484,19 +403,6 @@ def main(argv=None) -> int:
     if args.out:
         save(args.out, text, rows + fixed)
     return 0
-
-
-def save(out: str, text: str, rows: list) -> str:
-    """The table at ``out`` and, beside it (same name, .json), every row with its repeats, so a
-    ratio the table rounds (1.00) can be read exactly and the figures recomputed.  Returns
-    the JSON's path."""
-    import json
-    from pathlib import Path
-
-    Path(out).write_text(text + "\n")
-    rows_path = Path(out).with_suffix(".json")
-    rows_path.write_text(json.dumps(rows, indent=1) + "\n")
-    return str(rows_path)
 
 
 if __name__ == "__main__":

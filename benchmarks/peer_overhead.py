@@ -84,7 +84,7 @@ class JaxDirect:
         import diffrax
         import jax
         import optax
-        from odebench_jax.runtime import make_optimizer
+        from odebench_jax import make_optimizer
 
         o = ADAPTIVE_DEFAULTS
         adjoint = diffrax.BacksolveAdjoint() if peer.endswith("backsolve") else diffrax.RecursiveCheckpointAdjoint()

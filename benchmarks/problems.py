@@ -48,10 +48,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from benchmarks.tooling import EvalCounter, machine_info, machine_lines  # noqa: F401  (see below)
-
-# machine_info and machine_lines live in benchmarks/tooling.py; jax_cost.py and jax_fixed_cost.py
-# still import them from here until they move onto the tooling module.
+from benchmarks.tooling import EvalCounter
 
 STATE_DIM = 2
 HIDDEN = 64

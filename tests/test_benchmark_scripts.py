@@ -1,7 +1,8 @@
 """The benchmark scripts run at their smallest settings, print their tables with the NFE their
 pages record, keep a --help, and refuse a bad argument with one line and exit 2.
-(benchmarks/executors.py runs small in tests/test_executors.py; jax_cost and jax_fixed_cost in
-tests/test_jax_cost_table.py.)"""
+(benchmarks/executors.py runs small in tests/test_executors.py; jax_cost's and jax_fixed_cost's
+tables and a Method's counts are checked in tests/test_jax_cost_table.py, their smallest run,
+minutes of compiling, is not run here.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import json
 
 import pytest
 
-SCRIPTS = ["torch_vs_torchdiffeq", "peer_overhead", "executors"]
+SCRIPTS = ["torch_vs_torchdiffeq", "jax_cost", "jax_fixed_cost", "peer_overhead", "executors"]
+JAX_PROBLEMS = "the problems are mlp-normal, mlp-wide, cnf, odenet-small"
 
 
 def _main(module, args, capsys):
@@ -32,6 +34,13 @@ def test_help(module, capsys):
     ("torch_vs_torchdiffeq", ["--methods", "backprop,nope"], "unknown method(s) nope; the methods are backprop"),
     ("torch_vs_torchdiffeq", ["--problem", "mlp-normal"], "invalid choice: 'mlp-normal'"),
     ("torch_vs_torchdiffeq", ["--repeats", "0"], "--repeats: 0 is not a positive integer"),
+    ("jax_cost", ["--problems", "mlp-normal,mlp"], f"--problems: unknown problem(s) mlp; {JAX_PROBLEMS}"),
+    ("jax_cost", ["--processes", "0"], "--processes: 0 is not a positive integer"),
+    ("jax_cost", ["--tols", "1e-3,0"], "--tols: tolerance '0' is not a positive number"),
+    ("jax_cost", ["--dispatch", "eager"], "invalid choice: 'eager' (choose from 'async', 'sync')"),
+    ("jax_fixed_cost", ["--problems", "nope"], f"--problems: unknown problem(s) nope; {JAX_PROBLEMS}"),
+    ("jax_fixed_cost", ["--dispatch", "async,eager"], "unknown dispatch mode(s) eager; the dispatch modes are async"),
+    ("jax_fixed_cost", ["--steps", "4,4"], "--steps needs two or more different positive counts, got '4,4'"),
     ("peer_overhead", ["--peers", "torchode"], "unknown peer(s) torchode; the peers are torchdiffeq-adjoint"),
     ("peer_overhead", ["--tol", "-1"], "--tol: tolerance '-1' is not a positive number"),
     ("executors", ["--sections", "writing,dusk"], "unknown section(s) dusk"),

@@ -1,5 +1,6 @@
-"""benchmarks/jax_cost.py: the table's ratios, their repeat-by-repeat quartiles and the count of
-cells at or below diffrax, on made-up timings (no JAX needed); a Method's counts each way out."""
+"""benchmarks/jax_cost.py and jax_fixed_cost.py: the table's ratios, their repeat-by-repeat
+quartiles and the count of cells at or below diffrax, on made-up timings (no JAX needed); a
+Method's counts each way out; the arguments a child process gets; the fitted line."""
 
 from benchmarks.jax_cost import markdown, paired_spread
 
@@ -79,21 +80,47 @@ def test_processes_pool_their_repeats_and_must_count_alike():
         merge_processes([[_row("jax-adjoint", 10, 20, fast)], [_row("jax-adjoint", 11, 20, fast)]])
 
 
-def test_bad_benchmark_arguments_exit_2_before_running(capsys):
-    import pytest
-
+def test_children_get_the_arguments_they_parse(monkeypatch):
+    """A cell or a fit measured in fresh processes: what the parent passes each child
+    (tooling.in_processes) parses back, in the child's own parser, into the same cell, and the
+    parent pools what the children wrote."""
     from benchmarks import jax_cost, jax_fixed_cost
 
-    for main, argv, message in (
-            (jax_cost.main, ["--problems", "mlp,nope"], "unknown problem(s) nope; the problems are mlp, mlp-wide"),
-            (jax_cost.main, ["--processes", "0"], "0 is not a positive integer"),
-            (jax_cost.main, ["--dispatch", "eager"], "invalid choice: 'eager' (choose from 'async', 'sync')"),
-            (jax_fixed_cost.main, ["--problems", "nope"], "unknown problem or dispatch nope; the problems are mlp"),
-            (jax_fixed_cost.main, ["--dispatch", "async,eager"], "unknown problem or dispatch eager"),
-            (jax_fixed_cost.main, ["--steps", "4,4"], "--steps needs two or more different positive counts, got '4,4'")):
-        with pytest.raises(SystemExit) as exc:
-            main(argv)
-        assert exc.value.code == 2 and message in capsys.readouterr().err
+    calls = []
+
+    def fake_in_processes(module, argv, processes, json_flag="--json"):
+        calls.append((module, argv, json_flag))
+        return [[_row("jax-adjoint", 10, 20, [(0.01, 0.004)])] for _ in range(processes)]
+
+    monkeypatch.setattr(jax_cost, "in_processes", fake_in_processes)
+    (row,) = jax_cost.cell_in_processes("cnf", 1e-5, 0, 3, 1, "off", 2, "sync")
+    assert row["repeats"] == [(0.01, 0.004)] * 2
+    module, argv, flag = calls.pop()
+    child = jax_cost._parser().parse_args([*argv, flag, "rows.json"])
+    assert module == "benchmarks.jax_cost" and child.rows_json == "rows.json"
+    assert (child.cell, child.repeats, child.warmup, child.counts, child.dispatch) == \
+        ("cnf,1e-05,0", 3, 1, "off", "sync")
+
+    monkeypatch.setattr(jax_fixed_cost, "in_processes", fake_in_processes)
+    parent = jax_fixed_cost._parser().parse_args(["--steps", "2,4", "--repeats", "5", "--warmup", "0",
+                                                  "--processes", "3"])
+    assert len(jax_fixed_cost.fits_in_processes("mlp-wide", "async", parent)) == 3
+    module, argv, flag = calls.pop()
+    child = jax_fixed_cost._parser().parse_args([*argv, flag, "fit.json"])
+    assert module == "benchmarks.jax_fixed_cost" and child.json == "fit.json"
+    assert (child.child, child.steps, child.repeats, child.warmup) == ("mlp-wide,async", "2,4", 5, 0)
+
+
+def test_the_scripts_take_the_shared_jax_problems():
+    """Both scripts measure problems.py's JAX solve problems under their names there (--help and
+    bad arguments: tests/test_benchmark_scripts.py)."""
+    from benchmarks import jax_cost, jax_fixed_cost
+    from benchmarks.problems import SOLVE_PROBLEMS
+
+    assert jax_cost._parser().parse_args([]).problems == ["mlp-normal", "mlp-wide", "cnf", "odenet-small"] \
+        == list(SOLVE_PROBLEMS)
+    assert jax_cost.SLOW in SOLVE_PROBLEMS
+    assert jax_fixed_cost._parser().parse_args([]).problems == ["mlp-normal"]
 
 
 def test_saved_rows_rebuild_the_table(tmp_path):
@@ -105,9 +132,10 @@ def test_saved_rows_rebuild_the_table(tmp_path):
 
     theirs = [(0.030 + 0.001 * i, 0.010 + 0.0005 * i) for i in range(5)]
     rows = [_row("jax-adjoint", 10, 20, [(t * 0.9, f * 1.1) for t, f in theirs]), _row("diffrax-backsolve", 10, 20, theirs)]
-    path = save(str(tmp_path / "table.md"), markdown(rows), rows)
-    assert path.endswith("table.json") and (tmp_path / "table.md").read_text() == markdown(rows) + "\n"
-    back = json.loads(open(path).read())
+    written = save(str(tmp_path / "table.md"), markdown(rows), rows)
+    assert written == [str(tmp_path / "table.md"), str(tmp_path / "table.json")]
+    assert (tmp_path / "table.md").read_text() == markdown(rows) + "\n"
+    back = json.loads((tmp_path / "table.json").read_text())
     for row in back:
         row["repeats"] = [tuple(r) for r in row["repeats"]]
     assert markdown(back) == markdown(rows)

@@ -172,7 +172,7 @@ def test_resnet_memory_grows_with_its_depth():
 
 def test_lr_milestones_are_torchs_multisteplr_in_both_frameworks():
     pytest.importorskip("optax")
-    from odebench_jax.runtime import learning_rate
+    from odebench_jax import learning_rate
 
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=0.1)
